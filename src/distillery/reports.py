@@ -1,0 +1,45 @@
+"""Markdown reports a person reads before deciding: calibration/validation and evaluation."""
+from __future__ import annotations
+
+ICON = {"PASS": "✅", "DEPLOY": "✅", "REVIEW": "⚠️", "FAIL": "❌"}
+
+
+def _pct(x: float) -> str:
+    return f"{x:.0%}"
+
+
+def calibration_report(title: str, m: dict, verdict: str, reasons: list[str], worst: list[dict]) -> str:
+    lines = [f"# {title}", "", f"**Verdict: {ICON[verdict]} {verdict}**", ""]
+    lines += [f"- {r}" for r in reasons] + ([""] if reasons else [])
+    lines += [
+        "| figure | value | 95% interval |", "|---|---|---|",
+        f"| off-topic false-positive rate ({m['off_topic_n']} off-topic) | {_pct(m['false_positive_rate'])} | "
+        f"{_pct(m['false_positive_ci95'][0])}–{_pct(m['false_positive_ci95'][1])} |",
+        f"| on-topic false-negative rate ({m['on_topic_n']} on-topic) | {_pct(m['false_negative_rate'])} | "
+        f"{_pct(m['false_negative_ci95'][0])}–{_pct(m['false_negative_ci95'][1])} |",
+        f"| score spread (mean std per dimension) | {m['spread']:.2f} | |",
+        f"| failed or unparseable replies | {_pct(m['failure_rate'])} | |",
+    ]
+    if "drift" in m:
+        lines += [f"| drift vs calibration: {k} | {v:+.3f} | |" for k, v in m["drift"].items()]
+    lines += ["", "Mean weighted score by expected class: " +
+              ", ".join(f"{k} {v:.2f}" for k, v in m["mean_score"].items()), ""]
+    if worst:
+        lines += ["## Disagreements to read", "", "| id | expected | score | tier |", "|---|---|---|---|"]
+        lines += [f"| {r['id']} | {r['expect']} | {r['score']:.2f} | {r['tier']} |" for r in worst]
+    return "\n".join(lines) + "\n"
+
+
+def evaluation_report(m: dict, verdict: str, reasons: list[str]) -> str:
+    test, val = m["test"], m["val"]
+    lines = ["# Student evaluation", "", f"**Verdict: {ICON[verdict]} {verdict}**", ""]
+    lines += [f"- {r}" for r in reasons] + [""]
+    lines += ["| | val | test |", "|---|---|---|",
+              f"| MAE | {val['mae']:.3f} | {test['mae']:.3f} |",
+              f"| RMSE | {val['rmse']:.3f} | {test['rmse']:.3f} |",
+              f"| tier accuracy | {_pct(val['tier_accuracy'])} | {_pct(test['tier_accuracy'])} |",
+              f"| records | {val['n']} | {test['n']} |", "",
+              f"Baseline (predict the training mean) test MAE: {m['baseline_test_mae']:.3f}", "",
+              "## Per dimension (test)", "", "| dimension | MAE | RMSE |", "|---|---|---|"]
+    lines += [f"| {d} | {mae:.3f} | {test['rmse_by_dimension'][d]:.3f} |" for d, mae in test["mae_by_dimension"].items()]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,131 @@
+"""Fine-tune a small encoder with a regression head that predicts every filter dimension at once.
+
+transformers' AutoModelForSequenceClassification with problem_type="regression" gives the head and
+the MSE loss; Trainer runs the loop, evaluates on val each epoch and keeps the best checkpoint by
+validation MAE. With `lora.enabled`, peft wraps the encoder and the adapter is merged before saving,
+so evaluate loads a plain model either way. Targets are scaled to 0-1 for training, back for metrics.
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from distillery.modelpath import resolve_model_path
+from distillery.params import FilterParams, TrainParams
+from distillery.records import student_text
+
+META_FILE = "distillery.json"
+
+
+def targets(records: list[dict], filt: FilterParams) -> np.ndarray:
+    span = filt.scale_max - filt.scale_min
+    return np.array([[(r["labels"][d] - filt.scale_min) / span for d in filt.dimensions] for r in records],
+                    dtype=np.float32)
+
+
+class _Dataset:
+    def __init__(self, records, tokenizer, filt, max_length):
+        self.enc = tokenizer([student_text(r) for r in records], truncation=True, max_length=max_length)
+        self.y = targets(records, filt)
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return {**{k: v[i] for k, v in self.enc.items()}, "labels": self.y[i]}
+
+
+def build_model(student: str, n_dims: int, cfg: TrainParams):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    path = resolve_model_path(student)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=n_dims, problem_type="regression")
+    if cfg.lora.enabled:
+        from peft import LoraConfig, TaskType, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(
+            task_type=TaskType.SEQ_CLS, r=cfg.lora.r, lora_alpha=cfg.lora.alpha,
+            lora_dropout=cfg.lora.dropout, target_modules=cfg.lora.target_modules))
+    return tokenizer, model
+
+
+def train_student(train: list[dict], val: list[dict], filt: FilterParams, cfg: TrainParams, student: str,
+                  out_dir: Path, seed: int) -> tuple[dict, list[dict]]:
+    """Train, save the best model (by val MAE) to out_dir; return (summary metrics, log history)."""
+    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+
+    tokenizer, model = build_model(student, len(filt.dimensions), cfg)
+    span = filt.scale_max - filt.scale_min
+
+    def compute_metrics(pred):
+        err = (pred.predictions - pred.label_ids) * span
+        return {"mae": float(np.abs(err).mean()), "rmse": float(np.sqrt((err ** 2).mean()))}
+
+    with tempfile.TemporaryDirectory(prefix="distillery-train-") as ckpt:
+        args = TrainingArguments(
+            output_dir=ckpt, num_train_epochs=cfg.epochs, per_device_train_batch_size=cfg.batch_size,
+            per_device_eval_batch_size=cfg.batch_size * 2, learning_rate=cfg.learning_rate,
+            weight_decay=cfg.weight_decay, eval_strategy="epoch", save_strategy="epoch",
+            load_best_model_at_end=True, metric_for_best_model="mae", greater_is_better=False,
+            save_total_limit=1, logging_strategy="steps", logging_steps=max(1, len(train) // cfg.batch_size // 4),
+            report_to=[], seed=seed, data_seed=seed, disable_tqdm=True, save_only_model=True)
+        trainer = Trainer(model=model, args=args, train_dataset=_Dataset(train, tokenizer, filt, cfg.max_length),
+                          eval_dataset=_Dataset(val, tokenizer, filt, cfg.max_length),
+                          data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=compute_metrics)
+        result = trainer.train()
+        best = trainer.evaluate()
+        model = trainer.model
+        if cfg.lora.enabled:
+            model = model.merge_and_unload()
+        out_dir.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(out_dir)
+        tokenizer.save_pretrained(out_dir)
+        history = trainer.state.log_history
+    (out_dir / META_FILE).write_text(json.dumps({
+        "dimensions": list(filt.dimensions), "scale": [filt.scale_min, filt.scale_max],
+        "student": student, "max_length": cfg.max_length, "lora": cfg.lora.enabled}, indent=2))
+    summary = {"train_loss": round(result.training_loss, 5), "best_val_mae": round(best["eval_mae"], 4),
+               "best_val_rmse": round(best["eval_rmse"], 4), "epochs": cfg.epochs,
+               "train_size": len(train), "val_size": len(val), "lora": cfg.lora.enabled,
+               "trainable_params": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)}
+    return summary, history
+
+
+def curve(history: list[dict]) -> list[dict]:
+    """The training curve for `dvc plots`: one row per logged step (train loss) or epoch (val MAE)."""
+    rows = []
+    for h in history:
+        if "loss" in h:
+            rows.append({"step": h["step"], "epoch": round(h["epoch"], 3), "train_loss": round(h["loss"], 5)})
+        elif "eval_mae" in h:
+            rows.append({"step": h["step"], "epoch": round(h["epoch"], 3), "val_mae": round(h["eval_mae"], 4)})
+    return rows
+
+
+def load_student(model_dir: Path):
+    """(tokenizer, model, meta) of a saved student."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    meta = json.loads((model_dir / META_FILE).read_text())
+    return (AutoTokenizer.from_pretrained(model_dir),
+            AutoModelForSequenceClassification.from_pretrained(model_dir).eval(), meta)
+
+
+def predict(records: list[dict], model_dir: Path, batch_size: int = 32) -> np.ndarray:
+    """Predicted dimension scores (on the filter's scale), one row per record."""
+    import torch
+
+    tokenizer, model, meta = load_student(model_dir)
+    lo, hi = meta["scale"]
+    rows = []
+    with torch.no_grad():
+        for start in range(0, len(records), batch_size):
+            texts = [student_text(r) for r in records[start:start + batch_size]]
+            enc = tokenizer(texts, truncation=True, max_length=meta["max_length"], padding=True, return_tensors="pt")
+            rows.append(model(**enc).logits.float().numpy())
+    pred = np.concatenate(rows) if rows else np.zeros((0, len(meta["dimensions"])))
+    return np.clip(lo + pred * (hi - lo), lo, hi)

@@ -1,0 +1,46 @@
+"""detect_templates: find templated final answers (known phrases, regexes, mined repeated frames);
+keep the first max_templates of each pattern and flag the rest for regeneration.
+
+    python stages/detect_templates.py --corpus data/raw/corpus.jsonl \
+        --patterns data/templates/patterns.json --flagged data/templates/flagged.jsonl \
+        --metrics metrics/templates.json
+"""
+import argparse
+from pathlib import Path
+
+from distillery.diversity import diversity_metrics
+from distillery.params import TemplateParams, load_section
+from distillery.records import load_records, subject_text, write_json, write_records
+from distillery.templates import build_patterns, flag_templated, pattern_report, template_rate
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    for name in ("corpus", "patterns", "flagged", "metrics"):
+        ap.add_argument(f"--{name}", required=True, type=Path)
+    ap.add_argument("--params", default="params.yaml", type=Path)
+    args = ap.parse_args()
+    cfg = load_section(args.params, "detect_templates", TemplateParams)
+
+    records = load_records(args.corpus)
+    ids = [r["id"] for r in records]
+    texts = [subject_text(r) for r in records]
+    patterns = build_patterns(texts, cfg)
+    matches, flagged = flag_templated(ids, texts, patterns, cfg.max_templates)
+    flagged_set = set(flagged)
+
+    write_json(args.patterns, pattern_report(patterns, ids, matches, flagged_set))
+    write_records(args.flagged, ({"id": rid, "patterns": pids} for rid, pids in zip(ids, matches)
+                                 if rid in flagged_set))
+    write_json(args.metrics, {
+        "responses": len(texts), "patterns": len(patterns),
+        "mined_patterns": sum(p["kind"] == "mined_frame" for p in patterns),
+        "templated": sum(bool(m) for m in matches), "template_rate": template_rate(matches),
+        "flagged": len(flagged), "flagged_rate": round(len(flagged) / max(1, len(texts)), 4),
+        "max_templates": cfg.max_templates, **diversity_metrics(texts)})
+    print(f"detect_templates: {len(patterns)} patterns, template rate {template_rate(matches):.1%}, "
+          f"{len(flagged)} flagged")
+
+
+if __name__ == "__main__":
+    main()

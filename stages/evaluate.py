@@ -1,0 +1,48 @@
+"""evaluate: the student against the oracle on val and test: MAE / RMSE overall and per dimension,
+tier accuracy, and a DEPLOY / REVIEW / FAIL verdict from thresholds in params.
+
+    python stages/evaluate.py --splits data/splits --model-dir models/student \
+        --report reports/evaluation.md --metrics metrics/evaluate.json --predictions plots/test_predictions.json
+"""
+import argparse
+from pathlib import Path
+
+from distillery.evaluation import baseline_mae, deploy_verdict, error_metrics
+from distillery.params import BaseParams, EvaluateParams, FilterParams, load_section, seed_everything
+from distillery.records import load_records, write_json
+from distillery.reports import evaluation_report
+from distillery.scoring import weighted_score
+from distillery.training.regression import predict
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    for name in ("splits", "model_dir", "report", "metrics", "predictions"):
+        ap.add_argument(f"--{name.replace('_', '-')}", dest=name, required=True, type=Path)
+    ap.add_argument("--params", default="params.yaml", type=Path)
+    args = ap.parse_args()
+
+    base = load_section(args.params, "base", BaseParams)
+    filt = load_section(args.params, "filter", FilterParams)
+    cfg = load_section(args.params, "evaluate", EvaluateParams)
+    seed_everything(base.seed)
+
+    splits = {s: load_records(args.splits / f"{s}.jsonl") for s in ("train", "val", "test")}
+    preds = {s: predict(splits[s], args.model_dir) for s in ("val", "test")}
+    metrics = {s: error_metrics(preds[s], splits[s], filt) for s in ("val", "test")}
+    metrics["baseline_test_mae"] = baseline_mae(splits["train"], splits["test"], filt)
+    verdict, reasons = deploy_verdict(metrics["test"], metrics["val"], cfg.thresholds)
+    metrics.update(verdict=verdict, reasons=reasons)
+
+    dims = list(filt.dimensions)
+    write_json(args.predictions, [
+        {"id": r["id"], "oracle_score": r["score"], "predicted_score": weighted_score(dict(zip(dims, p)), filt)}
+        for r, p in zip(splits["test"], preds["test"].tolist())])
+    args.report.parent.mkdir(parents=True, exist_ok=True)
+    args.report.write_text(evaluation_report(metrics, verdict, reasons), encoding="utf-8")
+    write_json(args.metrics, metrics)
+    print(f"evaluate: {verdict}, test MAE {metrics['test']['mae']:.3f} (baseline {metrics['baseline_test_mae']:.3f})")
+
+
+if __name__ == "__main__":
+    main()

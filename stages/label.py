@@ -1,0 +1,71 @@
+"""label: score every record with the oracle: dimension scores, weighted score, tier.
+
+Refuses to run when validate said FAIL, unless label.proceed_on_fail is true. Records that arrive with
+`labels` (from another tool or an earlier run) keep them unless label.relabel is true. A record the
+oracle could not label goes to failures.jsonl with its reason; it is counted, never dropped silently.
+
+    python stages/label.py --corpus data/regenerated/corpus.jsonl --gate metrics/validate.json \
+        --prompt prompts/oracle.md --labeled data/labeled/labeled.jsonl \
+        --failures data/labeled/failures.jsonl --metrics metrics/label.json
+"""
+import argparse
+import json
+from collections import Counter
+from pathlib import Path
+
+from distillery.cache import Journal
+from distillery.llm import Engine
+from distillery.oracle import OraclePrompt, annotate, label_all, validate_scores
+from distillery.params import BaseParams, FilterParams, LabelParams, load_section, seed_everything
+from distillery.records import load_records, write_json, write_records
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    for name in ("corpus", "gate", "prompt", "labeled", "failures", "metrics"):
+        ap.add_argument(f"--{name}", required=True, type=Path)
+    ap.add_argument("--params", default="params.yaml", type=Path)
+    args = ap.parse_args()
+
+    base = load_section(args.params, "base", BaseParams)
+    filt = load_section(args.params, "filter", FilterParams)
+    cfg = load_section(args.params, "label", LabelParams)
+    seed_everything(base.seed)
+
+    gate = json.loads(args.gate.read_text())
+    if gate["verdict"] == "FAIL" and not cfg.proceed_on_fail:
+        raise SystemExit(f"label: refusing to label: validation verdict is FAIL ({'; '.join(gate['reasons'])}). "
+                         "Fix prompts/oracle.md and rerun, or set label.proceed_on_fail: true in params.yaml.")
+    if gate["verdict"] != "PASS":
+        print(f"label: WARNING: validation verdict is {gate['verdict']}; labeling anyway")
+
+    records = load_records(args.corpus)
+    kept, todo = [], []
+    for r in records:
+        if "labels" in r and not cfg.relabel:
+            # Existing labels are checked against the filter, then scored and tiered like fresh ones.
+            labels = validate_scores(r["labels"], filt)
+            kept.append(annotate(r, labels, filt, r.get("oracle") or {"provider": "existing"}))
+        else:
+            todo.append(r)
+    engine = Engine.for_stage(base.oracle, base.state_dir, max_retries=cfg.max_retries)
+    journal = Journal(Path(base.state_dir) / "journal" / "label.jsonl")
+    labeled, failures = label_all(todo, engine, OraclePrompt(args.prompt), filt, journal=journal)
+
+    by_id = {r["id"]: r for r in kept + labeled}
+    ordered = [by_id[r["id"]] for r in records if r["id"] in by_id]  # corpus order, whatever the source
+    write_records(args.labeled, ordered)
+    write_records(args.failures, failures)
+    write_json(args.metrics, {
+        "records": len(records), "labeled": len(ordered), "kept_existing_labels": len(kept),
+        "newly_labeled": len(labeled), "failures": len(failures),
+        "failure_reasons": dict(Counter(f["stage_reason"] for f in failures)),
+        "tiers": dict(sorted(Counter(r["tier"] for r in ordered).items())),
+        "mean_score": round(sum(r["score"] for r in ordered) / max(1, len(ordered)), 4),
+        "validation_verdict": gate["verdict"], **engine.stats.as_metrics()})
+    print(f"label: {len(ordered)} labeled ({len(kept)} kept), {len(failures)} failures, "
+          f"{engine.stats.calls} model calls, {engine.stats.cache_hits} cache hits")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+"""train: fine-tune the student (a regression head over every filter dimension; LoRA as a switch)
+with transformers' Trainer; keep the best checkpoint by validation MAE.
+
+    python stages/train.py --splits data/splits --model-dir models/student \
+        --metrics metrics/train.json --curve plots/train_curve.json
+"""
+import argparse
+from pathlib import Path
+
+from distillery.params import BaseParams, FilterParams, TrainParams, load_section, seed_everything
+from distillery.records import load_records, write_json
+from distillery.training.regression import curve, train_student
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    for name in ("splits", "model_dir", "metrics", "curve"):
+        ap.add_argument(f"--{name.replace('_', '-')}", dest=name, required=True, type=Path)
+    ap.add_argument("--params", default="params.yaml", type=Path)
+    args = ap.parse_args()
+
+    base = load_section(args.params, "base", BaseParams)
+    filt = load_section(args.params, "filter", FilterParams)
+    cfg = load_section(args.params, "train", TrainParams)
+    seed_everything(base.seed)
+
+    train = load_records(args.splits / "train.jsonl")
+    val = load_records(args.splits / "val.jsonl")
+    summary, history = train_student(train, val, filt, cfg, base.student, args.model_dir, base.seed)
+    write_json(args.metrics, summary)
+    write_json(args.curve, curve(history))
+    print(f"train: best val MAE {summary['best_val_mae']:.3f} ({summary['train_size']} train records)")
+
+
+if __name__ == "__main__":
+    main()
