@@ -2,19 +2,19 @@
 with transformers' Trainer; keep the best checkpoint by validation MAE.
 
     python stages/train.py --splits data/splits --model-dir models/student \
-        --metrics metrics/train.json --curve plots/train_curve.json
+        --metrics metrics/train.json --loss-curve plots/train_loss.json --val-curve plots/val_mae.json
 """
 import argparse
 from pathlib import Path
 
 from distillery.params import BaseParams, FilterParams, TrainParams, load_section, seed_everything
 from distillery.records import load_records, write_json
-from distillery.training.regression import curve, train_student
+from distillery.training.regression import curves, train_student
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for name in ("splits", "model_dir", "metrics", "curve"):
+    for name in ("splits", "model_dir", "metrics", "loss_curve", "val_curve"):
         ap.add_argument(f"--{name.replace('_', '-')}", dest=name, required=True, type=Path)
     ap.add_argument("--params", default="params.yaml", type=Path)
     args = ap.parse_args()
@@ -28,7 +28,9 @@ def main():
     val = load_records(args.splits / "val.jsonl")
     summary, history = train_student(train, val, filt, cfg, base.student, args.model_dir, base.seed)
     write_json(args.metrics, summary)
-    write_json(args.curve, curve(history))
+    loss, val_mae = curves(history)
+    write_json(args.loss_curve, loss)
+    write_json(args.val_curve, val_mae)
     print(f"train: best val MAE {summary['best_val_mae']:.3f} ({summary['train_size']} train records)")
 
 

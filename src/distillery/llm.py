@@ -24,6 +24,7 @@ class CallFailed(RuntimeError):
 class CallStats:
     calls: int = 0  # requests that reached the model
     cache_hits: int = 0
+    journal_hits: int = 0  # records a resumed stage took from its journal, without any call
     retries: int = 0
     failures: int = 0
     input_tokens: int = 0
@@ -31,7 +32,8 @@ class CallStats:
     by_model: dict = field(default_factory=dict)
 
     def as_metrics(self) -> dict:
-        return {"calls": self.calls, "cache_hits": self.cache_hits, "retries": self.retries,
+        return {"calls": self.calls, "cache_hits": self.cache_hits, "journal_hits": self.journal_hits,
+                "retries": self.retries,
                 "call_failures": self.failures, "input_tokens": self.input_tokens,
                 "output_tokens": self.output_tokens}
 
@@ -84,20 +86,25 @@ class Engine:
         if todo:
             try:
                 fresh = self._with_retries(lambda: run([batch[i] for i in todo], [opts[i] for i in todo]))
-            except CallFailed:
-                # The batch failed as a whole: retry row by row so one bad prompt costs only itself.
-                fresh = []
-                for i in todo:
-                    try:
-                        fresh.extend(self._with_retries(lambda i=i: run([batch[i]], [opts[i]])))
-                    except CallFailed as exc:
-                        fresh.append(exc)
+            except CallFailed as exc:
+                if len(todo) == 1:
+                    fresh = [exc]
+                else:
+                    # The batch failed as a whole: try each row once, so one bad prompt costs only itself.
+                    fresh = [self._single(run, batch[i], opts[i]) for i in todo]
             for i, c in zip(todo, fresh):
                 if isinstance(c, Completion):
                     self._account(c)
                     self.cache.put(keys[i], c.to_dict())
                 results[i] = c
         return results
+
+    def _single(self, run, messages, opts):
+        try:
+            return run([messages], [opts])[0]
+        except Exception as exc:  # noqa: BLE001
+            self.stats.failures += 1
+            return CallFailed(f"{type(exc).__name__}: {exc}")
 
     def complete_many(self, batch: list[list[dict]], *, temperature: float | None = None,
                       max_tokens: int | None = None, samples: list[int] | None = None):

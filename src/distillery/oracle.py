@@ -134,6 +134,7 @@ def label_all(records: list[dict], engine: Engine, prompt: OraclePrompt, filt: F
             results[r["id"]] = done[k]
         else:
             todo.append(r)
+    engine.stats.journal_hits += len(records) - len(todo)
     with tqdm(total=len(records), initial=len(records) - len(todo), desc=desc, unit="rec",
               disable=None, mininterval=2) as bar:
         for start in range(0, len(todo), batch_size):

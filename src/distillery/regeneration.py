@@ -68,6 +68,7 @@ def regenerate_all(records: list[dict], flagged: dict[str, list[str]], patterns:
     done = journal.load() if journal else {}
     results = {r["id"]: done[keys[r["id"]]] for r in todo if keys[r["id"]] in done}
     pending = [r for r in todo if r["id"] not in results]
+    engine.stats.journal_hits += len(results)
     with tqdm(total=len(todo), initial=len(results), desc="regenerate", unit="rec", disable=None,
               mininterval=2) as bar:
         for start in range(0, len(pending), cfg.batch_size):

@@ -95,15 +95,13 @@ def train_student(train: list[dict], val: list[dict], filt: FilterParams, cfg: T
     return summary, history
 
 
-def curve(history: list[dict]) -> list[dict]:
-    """The training curve for `dvc plots`: one row per logged step (train loss) or epoch (val MAE)."""
-    rows = []
-    for h in history:
-        if "loss" in h:
-            rows.append({"step": h["step"], "epoch": round(h["epoch"], 3), "train_loss": round(h["loss"], 5)})
-        elif "eval_mae" in h:
-            rows.append({"step": h["step"], "epoch": round(h["epoch"], 3), "val_mae": round(h["eval_mae"], 4)})
-    return rows
+def curves(history: list[dict]) -> tuple[list[dict], list[dict]]:
+    """The training curves for `dvc plots`: train loss per logged step, validation MAE per epoch."""
+    loss = [{"step": h["step"], "epoch": round(h["epoch"], 3), "train_loss": round(h["loss"], 5)}
+            for h in history if "loss" in h]
+    val = [{"step": h["step"], "epoch": round(h["epoch"], 3), "val_mae": round(h["eval_mae"], 4)}
+           for h in history if "eval_mae" in h]
+    return loss, val
 
 
 def load_student(model_dir: Path):

@@ -1,0 +1,53 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from distillery.cache import CallCache
+from distillery.llm import Engine
+from distillery.params import FilterParams, ModelSpec, from_dict
+from distillery.providers.fake import FakeProvider
+
+ROOT = Path(__file__).resolve().parents[1]
+
+FILTER = {
+    "name": "test_filter",
+    "dimensions": {
+        "relevance": {"weight": 0.5, "description": "on topic"},
+        "groundedness": {"weight": 0.3, "description": "true to the tool"},
+        "style": {"weight": 0.2, "description": "not canned"},
+    },
+    "gatekeepers": [{"dimension": "relevance", "below": 3, "cap": 2.0}],
+    "tiers": {"high": 7.0, "medium": 4.0, "low": 0.0},
+    "positive_min_score": 4.0,
+}
+
+
+@pytest.fixture
+def filt() -> FilterParams:
+    return from_dict(FilterParams, json.loads(json.dumps(FILTER)), "filter")
+
+
+@pytest.fixture
+def make_engine(tmp_path):
+    """Engine over a FakeProvider with the given queued responses and a fresh cache."""
+    def make(responses=None, model="fake", temperature=0.0, max_retries=2):
+        provider = FakeProvider(model=model, responses=responses)
+        spec = ModelSpec(provider="fake", model=model, temperature=temperature, max_tokens=64)
+        return Engine(spec, CallCache(tmp_path / "cache.sqlite"), provider=provider,
+                      max_retries=max_retries, backoff_s=0.0)
+    return make
+
+
+def conversation(rid: str, answer: str, *, persona="neutral", expect=None, city="Paris") -> dict:
+    r = {"id": rid, "tags": {"persona": persona}, "messages": [
+        {"role": "system", "content": "You are a weather assistant."},
+        {"role": "user", "content": f"Weather in {city}?"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": f"c-{rid}", "type": "function",
+             "function": {"name": "get_weather", "arguments": json.dumps({"city": city})}}]},
+        {"role": "tool", "tool_call_id": f"c-{rid}", "content": json.dumps({"temp_c": 20, "sky": "sunny"})},
+        {"role": "assistant", "content": answer}]}
+    if expect:
+        r["expect"] = expect
+    return r

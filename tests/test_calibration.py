@@ -1,0 +1,72 @@
+import pytest
+
+from distillery.calibration import assess, stratified_sample, verdict, wilson
+from distillery.params import CalibrationThresholds, SampleParams
+from tests.conftest import conversation
+
+
+def corpus():
+    return ([conversation(f"on{i}", "x", expect="on_topic") for i in range(30)]
+            + [conversation(f"off{i}", "x", expect="off_topic") for i in range(30)]
+            + [conversation(f"e{i}", "x", expect="edge") for i in range(12)]
+            + [conversation(f"n{i}", "x") for i in range(20)])
+
+
+def test_stratified_sample_counts_and_seed():
+    cfg = SampleParams(n_positive=5, n_negative=4, n_edge=3, seed=1)
+    sample = stratified_sample(corpus(), cfg)
+    kinds = [r["expect"] for r in sample]
+    assert (kinds.count("on_topic"), kinds.count("off_topic"), kinds.count("edge")) == (5, 4, 3)
+    assert [r["id"] for r in stratified_sample(corpus(), cfg)] == [r["id"] for r in sample]
+
+
+def test_validation_sample_is_disjoint_from_calibration():
+    cal = stratified_sample(corpus(), SampleParams(10, 10, 5, seed=1))
+    val = stratified_sample(corpus(), SampleParams(10, 10, 5, seed=2), exclude={r["id"] for r in cal})
+    assert not {r["id"] for r in cal} & {r["id"] for r in val}
+
+
+def test_too_few_hints_is_a_clear_error():
+    with pytest.raises(ValueError, match="wants 40 records with expect='on_topic'"):
+        stratified_sample(corpus(), SampleParams(40, 1, 1))
+
+
+def labeled(rid, expect, score, spread=0):
+    return {"id": rid, "expect": expect, "score": score, "tier": "x",
+            "labels": {"relevance": score + spread, "groundedness": score, "style": score - spread}}
+
+
+def test_verdict_pass_review_fail(filt):
+    t = CalibrationThresholds()
+    sample = [{"id": f"on{i}", "expect": "on_topic"} for i in range(10)] + \
+             [{"id": f"off{i}", "expect": "off_topic"} for i in range(10)]
+
+    def run(n_fp, n_fn):
+        rows = [labeled(f"on{i}", "on_topic", 2.0 if i < n_fn else 8.0 + i * 0.1) for i in range(10)]
+        rows += [labeled(f"off{i}", "off_topic", 6.0 if i < n_fp else 1.0 + i * 0.1) for i in range(10)]
+        m, report = assess("t", sample, rows, [], filt, t)
+        return m["verdict"], m, report
+
+    assert run(0, 1)[0] == "PASS"
+    assert run(1, 0)[0] == "REVIEW"  # 10% false positives: at the PASS limit
+    status, m, report = run(3, 0)
+    assert status == "FAIL" and m["false_positive_rate"] == 0.3
+    assert "FAIL" in report and "off3" not in report and "off0" in report  # disagreements listed
+
+
+def test_collapsed_oracle_fails_on_spread():
+    m = {"false_positive_rate": 0, "false_negative_rate": 0, "spread": 0.2, "failure_rate": 0}
+    status, reasons = verdict(m, CalibrationThresholds())
+    assert status == "FAIL" and "spread" in reasons[0]
+
+
+def test_drift_from_calibration_is_review():
+    m = {"false_positive_rate": 0.05, "false_negative_rate": 0.05, "spread": 2, "failure_rate": 0,
+         "drift": {"false_positive_rate": 0.0, "false_negative_rate": 0.15, "spread": 0.5}}
+    status, reasons = verdict(m, CalibrationThresholds())
+    assert status == "REVIEW" and "drifted" in reasons[0]
+
+
+def test_wilson_interval():
+    lo, hi = wilson(1, 10)
+    assert lo == pytest.approx(0.0179, abs=1e-3) and hi == pytest.approx(0.4042, abs=1e-3)

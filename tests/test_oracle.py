@@ -1,0 +1,69 @@
+import json
+
+import pytest
+
+from distillery.cache import Journal
+from distillery.oracle import OraclePrompt, ParseError, build_messages, label_all, parse_scores
+from tests.conftest import ROOT, conversation
+
+PROMPT = OraclePrompt(ROOT / "prompts" / "oracle.md")
+
+
+def test_parse_scores_accepts_json_in_prose(filt):
+    scores, why = parse_scores('Sure! ```json\n{"scores": {"relevance": 8, "groundedness": 7.5, "style": 3},'
+                               ' "reasoning": "ok"}\n```', filt)
+    assert scores == {"relevance": 8.0, "groundedness": 7.5, "style": 3.0} and why == "ok"
+
+
+@pytest.mark.parametrize("reply, problem", [
+    ("I think it is good.", "no JSON object"),
+    ('{"scores": {"relevance": 8, "groundedness": 7}}', "dimension 'style' missing"),
+    ('{"scores": {"relevance": 11, "groundedness": 7, "style": 1}}', "outside 0-10"),
+    ('{"scores": {"relevance": "high", "groundedness": 7, "style": 1}}', "not a number"),
+    ('{"scores": {"relevance": 8, ', "no JSON object"),
+])
+def test_parse_scores_rejects_bad_replies(filt, reply, problem):
+    with pytest.raises(ParseError, match=problem):
+        parse_scores(reply, filt)
+
+
+def test_prompt_shows_tool_result_answer_and_every_dimension(filt):
+    messages = build_messages(conversation("a", "Sunny, 20°C."), PROMPT, filt, json_reply=True)
+    assert messages[0]["role"] == "system" and "relevance: on topic" in messages[0]["content"]
+    user = messages[1]["content"]
+    assert '"temp_c": 20' in user and "Sunny, 20°C." in user and '"style": <0-10>' in user
+
+
+def test_json_oracle_labels_and_records_unparseable_reply_as_failure(filt, make_engine):
+    good = json.dumps({"scores": {"relevance": 9, "groundedness": 8, "style": 7}})
+    engine = make_engine(responses=[good, "not json at all"], model="fake-json")
+    records = [conversation("a", "Sunny."), conversation("b", "Rainy.")]
+    labeled, failures = label_all(records, engine, PROMPT, filt, batch_size=2)
+    assert [r["id"] for r in labeled] == ["a"]
+    assert labeled[0]["labels"] == {"relevance": 9.0, "groundedness": 8.0, "style": 7.0}
+    assert labeled[0]["score"] == pytest.approx(8.3) and labeled[0]["tier"] == "high"
+    assert labeled[0]["oracle"]["prompt_hash"] == PROMPT.hash
+    assert failures == [{"id": "b", "stage_reason": "parse_failed", "error": "no JSON object in the reply",
+                         "raw": "not json at all"}]
+    assert labeled[0]["messages"] == records[0]["messages"]  # no field the label stage does not own is dropped
+
+
+def test_score_oracle_uses_token_probabilities(filt, make_engine):
+    engine = make_engine(responses=[{"relevance": 2.5, "groundedness": 6.0, "style": 4.0}])
+    labeled, failures = label_all([conversation("a", "Sunny.")], engine, PROMPT, filt)
+    assert not failures and labeled[0]["labels"]["relevance"] == 2.5
+    assert labeled[0]["score"] == 2.0  # gatekeeper: relevance < 3 caps the score
+    assert engine.provider.calls[0]["kind"] == "score"
+
+
+def test_journal_resumes_without_calling_the_model_again(filt, make_engine, tmp_path):
+    journal = Journal(tmp_path / "journal" / "label.jsonl")
+    records = [conversation(str(i), f"Answer {i}.") for i in range(5)]
+    first, _ = label_all(records, make_engine(), PROMPT, filt, journal=journal)
+    # A run killed mid-write leaves a torn last line; it must not break the resume.
+    with journal.path.open("a") as fh:
+        fh.write('{"key": "torn')
+    engine = make_engine()
+    engine.cache.get = lambda key: None  # prove the journal, not the cache, answers
+    second, _ = label_all(records, engine, PROMPT, filt, journal=journal)
+    assert second == first and engine.provider.calls == []

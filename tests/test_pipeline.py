@@ -1,0 +1,118 @@
+"""End to end: real `dvc repro` of the whole pipeline in a temp copy, on a tiny corpus, fake provider."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from distillery.demo_corpus import build
+from distillery.records import write_records
+from tests.conftest import ROOT
+
+STAGES = ["calibrate", "validate", "detect_templates", "regenerate", "label", "split", "train", "evaluate"]
+TINY = {
+    "base": {"oracle": {"provider": "fake", "model": "fake"}, "generator": {"provider": "fake", "model": "fake",
+                                                                            "temperature": 0.9}},
+    "calibrate": {"n_positive": 4, "n_negative": 4, "n_edge": 2},
+    "validate": {"n_positive": 4, "n_negative": 4, "n_edge": 2},
+    "detect_templates": {"min_count": 5, "max_templates": 3},
+    "train": {"epochs": 1, "max_length": 64, "batch_size": 16},
+}
+
+
+def run(cmd, cwd, check=True):
+    env = {**os.environ, "PYTHONPATH": str(cwd / "src"), "HF_HUB_OFFLINE": "1", "DVC_NO_ANALYTICS": "1",
+           "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"}
+    out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    if check and out.returncode:
+        raise AssertionError(f"{cmd} failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
+    return out
+
+
+def ran(output: str) -> list[str]:
+    return [s for s in STAGES if f"Running stage '{s}'" in output]
+
+
+def merge(base: dict, over: dict) -> dict:
+    for k, v in over.items():
+        base[k] = merge(base.get(k, {}), v) if isinstance(v, dict) else v
+    return base
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    root = tmp_path_factory.mktemp("project")
+    for name in ("stages", "src", "prompts", ".dvc", "dvc.yaml", ".dvcignore", ".gitignore"):
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, root / name, ignore=shutil.ignore_patterns("__pycache__", "tmp", "cache"))
+        else:
+            shutil.copy(src, root / name)
+    records, style = build(120, seed=1)
+    write_records(root / "data/raw/corpus.jsonl", records)
+    write_records(root / "data/raw/style.jsonl", style)
+    params = merge(yaml.safe_load((ROOT / "params.yaml").read_text()), TINY)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
+                ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"]):
+        run(cmd, root)
+    first = run(["dvc", "repro"], root)
+    return root, first.stdout
+
+
+def metrics(root, stage):
+    return json.loads((root / "metrics" / f"{stage}.json").read_text())
+
+
+def test_repro_runs_all_eight_stages_and_writes_metrics_and_reports(project):
+    root, output = project
+    assert ran(output) == STAGES
+    for name in ("calibrate", "validate", "templates", "regenerate", "label", "split", "train", "evaluate"):
+        assert (root / "metrics" / f"{name}.json").exists(), name
+    for report in ("calibration", "validation", "evaluation"):
+        assert (root / "reports" / f"{report}.md").read_text().startswith("# ")
+    assert metrics(root, "label")["labeled"] + metrics(root, "label")["failures"] == 120
+    assert metrics(root, "evaluate")["verdict"] in {"DEPLOY", "REVIEW", "FAIL"}
+    assert metrics(root, "split")["leakage_duplicates_across_splits"] == 0
+    assert metrics(root, "templates")["flagged"] > 0
+    assert metrics(root, "regenerate")["template_rate_after"] < metrics(root, "regenerate")["template_rate_before"]
+
+
+def test_second_repro_is_a_no_op(project):
+    root, _ = project
+    assert ran(run(["dvc", "repro"], root).stdout) == []
+
+
+def test_forced_relabel_makes_no_model_calls(project):
+    root, _ = project
+    run(["dvc", "repro", "-f", "label"], root)
+    m = metrics(root, "label")
+    assert m["calls"] == 0 and m["cache_hits"] + m["journal_hits"] == m["newly_labeled"] > 0
+
+
+def test_changing_split_seed_reruns_only_split_train_evaluate_and_metrics_diff_shows_it(project):
+    root, _ = project
+    run(["git", "add", "-A"], root)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "first run"], root)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["split"]["seed"] = 7
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert ran(run(["dvc", "repro"], root).stdout) == ["split", "train", "evaluate"]
+    diff = json.loads(run(["dvc", "metrics", "diff", "--json"], root).stdout)
+    assert diff["metrics/split.json"]["seed"] == {"old": 42, "new": 7, "diff": -35}
+    assert "metrics/evaluate.json" in diff and "metrics/label.json" not in diff
+
+
+def test_metrics_show_lists_every_stage_and_plots_render(project):
+    root, _ = project
+    shown = json.loads(run(["dvc", "metrics", "show", "--json"], root).stdout)
+    files = next(iter(shown.values()))["data"]
+    assert {f"metrics/{n}.json" for n in ("calibrate", "validate", "templates", "regenerate", "label", "split",
+                                          "train", "evaluate")} <= set(files)
+    run(["dvc", "plots", "show", "-o", "plots_html"], root)
+    html = (root / "plots_html" / "index.html").read_text()
+    for field in ("train_loss", "val_mae", "predicted_score"):  # each plot is drawn with its data in the page
+        assert f'"{field}": ' in html, field

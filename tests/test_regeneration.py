@@ -1,0 +1,61 @@
+from distillery.cache import Journal
+from distillery.params import RegenerateParams
+from distillery.records import subject_text
+from distillery.regeneration import RegeneratePrompt, regenerate_all
+from tests.conftest import ROOT, conversation
+
+PROMPT = RegeneratePrompt(ROOT / "prompts" / "regenerate.md")
+STOCK = "I hope this helps! Let me know if you need anything else."
+PATTERNS = [{"id": "phrase-0", "kind": "known_phrase", "text": STOCK}]
+STYLE = {"twain": ["The sky had made up its mind.", "Rain came down like a sermon.", "A fine day for a lie."]}
+CFG = RegenerateParams(max_attempts=2, batch_size=4, n_style_examples=2)
+
+
+def corpus():
+    return [conversation("a", f"Sunny, 20°C. {STOCK}", persona="twain"),
+            conversation("b", f"Rain later. {STOCK}", persona="twain"),
+            conversation("c", "Already varied and fine.", persona="twain")]
+
+
+def test_rewrites_flagged_answers_only_and_keeps_tool_calls(make_engine):
+    engine = make_engine(responses=["Sunny and twenty, said the sky, smugly.",
+                                    f"Rain later. {STOCK}",  # b, attempt 1: still templated → retried
+                                    "Rain by evening; carry the umbrella you always forget."])
+    records = corpus()
+    out = regenerate_all(records, {"a": ["phrase-0"], "b": ["phrase-0"]}, PATTERNS, STYLE, engine, PROMPT, CFG, seed=1)
+    assert [subject_text(r) for r in out] == ["Sunny and twenty, said the sky, smugly.",
+                                              "Rain by evening; carry the umbrella you always forget.",
+                                              "Already varied and fine."]
+    for before, after in zip(records, out):
+        assert after["messages"][:-1] == before["messages"][:-1]  # tool calls and results untouched
+    assert out[0]["regenerated"] == {"from": f"Sunny, 20°C. {STOCK}", "patterns": ["phrase-0"], "attempt": 1,
+                                     "rejected": []}
+    assert out[1]["regenerated"]["attempt"] == 2 and "still contains template phrase-0" in out[1]["regenerated"]["rejected"][0]
+    assert "regenerated" not in out[2]
+
+
+def test_prompt_has_persona_style_examples_and_spans_to_avoid(make_engine):
+    engine = make_engine(responses=["A perfectly fresh answer about the sun."])
+    regenerate_all(corpus()[:1], {"a": ["phrase-0"]}, PATTERNS, STYLE, engine, PROMPT, CFG, seed=1)
+    call = engine.provider.calls[0]
+    prompt = call["messages"][0]["content"]
+    assert '"twain" persona' in prompt and f'- "{STOCK}"' in prompt
+    assert sum(example in prompt for example in STYLE["twain"]) == 2
+    assert "get_weather" in prompt and call["temperature"] == 0.9
+
+
+def test_original_kept_with_reason_after_max_attempts(make_engine):
+    engine = make_engine(responses=[STOCK, "no"])
+    out = regenerate_all(corpus()[:1], {"a": ["phrase-0"]}, PATTERNS, STYLE, engine, PROMPT, CFG, seed=1)
+    assert subject_text(out[0]) == subject_text(corpus()[0])
+    assert out[0]["regenerated"]["kept_original"] == "empty or too short"
+
+
+def test_killed_run_resumes_from_the_journal(make_engine, tmp_path):
+    journal = Journal(tmp_path / "regenerate.jsonl")
+    flagged = {"a": ["phrase-0"], "b": ["phrase-0"]}
+    first = regenerate_all(corpus(), flagged, PATTERNS, STYLE, make_engine(), PROMPT, CFG, seed=1, journal=journal)
+    engine = make_engine()
+    engine.cache.get = lambda key: None  # the journal alone must answer
+    again = regenerate_all(corpus(), flagged, PATTERNS, STYLE, engine, PROMPT, CFG, seed=1, journal=journal)
+    assert again == first and engine.provider.calls == []
