@@ -36,7 +36,8 @@ class OraclePrompt:
         self.hash = hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def build_messages(record: dict, prompt: OraclePrompt, filt: FilterParams, *, json_reply: bool) -> list[dict]:
+def build_messages(record: dict, prompt: OraclePrompt, filt: FilterParams, *, json_reply: bool,
+                   context_chars: int = 1200) -> list[dict]:
     dims = "\n".join(f"- {name}: {d.description}" for name, d in filt.dimensions.items())
     lo, hi = int(filt.scale_min), int(filt.scale_max)
     if json_reply:
@@ -45,7 +46,7 @@ def build_messages(record: dict, prompt: OraclePrompt, filt: FilterParams, *, js
     else:
         reply = "Reply with one line per dimension, in the order listed, as `name: score`."
     values = {"filter_name": filt.name, "dimensions": dims, "scale_min": lo, "scale_max": hi,
-              "context": render_context(record) or "(none)", "answer": subject_text(record),
+              "context": render_context(record, context_chars) or "(none)", "answer": subject_text(record),
               "reply_format": reply}
     return [{"role": "system", "content": prompt.system.format(**values)},
             {"role": "user", "content": prompt.user.format(**values)}]
@@ -88,7 +89,8 @@ def annotate(record: dict, labels: dict[str, float], filt: FilterParams, oracle:
 def label_batch(records: list[dict], engine: Engine, prompt: OraclePrompt, filt: FilterParams):
     """Yield (record, labeled record or None, failure or None) for each record, in order."""
     use_score = engine.provider.supports_score
-    batch = [build_messages(r, prompt, filt, json_reply=not use_score) for r in records]
+    batch = [build_messages(r, prompt, filt, json_reply=not use_score, context_chars=engine.spec.context_chars)
+             for r in records]
     if use_score:
         replies = engine.score_many(batch, fields=list(filt.dimensions), low=filt.scale_min, high=filt.scale_max)
     else:

@@ -25,6 +25,7 @@ class ModelSpec:
     temperature: float = 0.0
     max_tokens: int = 256
     base_url: str | None = None  # openai_compat and self-hosted endpoints only
+    context_chars: int = 1200  # how much of the conversation before the answer a prompt shows
 
 
 @dataclass

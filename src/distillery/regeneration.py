@@ -33,13 +33,14 @@ def style_examples(style: dict[str, list[str]], persona: str, n: int, seed: int,
     return rng.sample(pool, min(n, len(pool)))
 
 
-def build_messages(record: dict, prompt: RegeneratePrompt, examples: list[str], avoid: list[str]) -> list[dict]:
+def build_messages(record: dict, prompt: RegeneratePrompt, examples: list[str], avoid: list[str],
+                   context_chars: int = 1200) -> list[dict]:
     persona = (record.get("tags") or {}).get("persona", "neutral")
     content = prompt.template.format(
         persona=persona,
         style_examples="\n".join(f"- {e}" for e in examples),
         avoid="\n".join(f'- "{a}"' for a in avoid) or "- (none)",
-        context=render_context(record),
+        context=render_context(record, context_chars),
         original=subject_text(record),
     )
     return [{"role": "user", "content": content}]
@@ -101,7 +102,7 @@ def _rewrite_batch(batch, flagged, by_pattern, patterns, style, engine, prompt, 
             avoid = [by_pattern[p]["text"] for p in flagged[r["id"]] if p in by_pattern]
             examples = style_examples(style, (r.get("tags") or {}).get("persona", "neutral"),
                                       cfg.n_style_examples, seed + attempt, r["id"])
-            messages.append(build_messages(r, prompt, examples, avoid))
+            messages.append(build_messages(r, prompt, examples, avoid, engine.spec.context_chars))
         replies = engine.complete_many(messages, temperature=cfg.temperature, max_tokens=cfg.max_tokens,
                                        samples=[attempt] * len(messages))
         still = []
