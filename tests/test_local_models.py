@@ -16,7 +16,7 @@ FIELDS = ["relevance", "groundedness", "style"]
 
 @pytest.fixture(scope="module")
 def smol():
-    return get_provider("local", SMOL)
+    return get_provider("local", SMOL, dtype="float32")  # exact arithmetic, so batching must change nothing
 
 
 def test_pkg_spec_resolves_inside_the_wheel_and_names_a_missing_package():
@@ -37,6 +37,14 @@ def test_local_oracle_scores_are_graded_in_range_and_batch_invariant(smol):
         assert t.scores == pytest.approx(a.scores, abs=1e-3)  # left padding is invisible
         assert len(set(t.scores.values())) > 1  # an expected value, not a constant default
     assert together[0].scores != together[1].scores
+
+
+@pytest.mark.slow
+def test_auto_dtype_scores_stay_in_range():
+    fast = get_provider("local", SMOL)  # bfloat16 where the CPU has AMX / AVX512-BF16
+    messages = [{"role": "system", "content": "Grade from 0 to 10."}, {"role": "user", "content": "Answer: sunny."}]
+    scores = fast.score(messages, fields=FIELDS, low=0, high=10).scores
+    assert set(scores) == set(FIELDS) and all(0 <= v <= 10 for v in scores.values())
 
 
 @pytest.mark.slow

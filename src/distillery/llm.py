@@ -45,7 +45,8 @@ class Engine:
         self.cache = cache
         self.max_retries = max_retries
         self.backoff_s = backoff_s
-        self.provider = provider or get_provider(spec.provider, spec.model, spec.base_url)
+        options = {"dtype": spec.dtype} if spec.provider == "local" else {}
+        self.provider = provider or get_provider(spec.provider, spec.model, spec.base_url, **options)
         self.stats = CallStats()
 
     @classmethod
@@ -54,7 +55,7 @@ class Engine:
 
     def _key(self, kind: str, messages, **opts) -> str:
         return content_key(provider=self.spec.provider, model=self.spec.model, base_url=self.spec.base_url,
-                           kind=kind, messages=messages, **opts)
+                           dtype=self.spec.dtype, kind=kind, messages=messages, **opts)
 
     def _with_retries(self, fn):
         for attempt in range(self.max_retries + 1):

@@ -137,6 +137,8 @@ def label_all(records: list[dict], engine: Engine, prompt: OraclePrompt, filt: F
         else:
             todo.append(r)
     engine.stats.journal_hits += len(records) - len(todo)
+    # Similar lengths batch together, so a batch pads little (results go back in corpus order).
+    todo.sort(key=lambda r: len(subject_text(r)) + len(render_context(r, engine.spec.context_chars)))
     with tqdm(total=len(records), initial=len(records) - len(todo), desc=desc, unit="rec",
               disable=None, mininterval=2) as bar:
         for start in range(0, len(todo), batch_size):

@@ -26,6 +26,7 @@ class ModelSpec:
     max_tokens: int = 256
     base_url: str | None = None  # openai_compat and self-hosted endpoints only
     context_chars: int = 1200  # how much of the conversation before the answer a prompt shows
+    dtype: str = "auto"  # local only: auto (bf16 where the GPU/CPU has it, else fp32) | float32 | bfloat16
 
 
 @dataclass

@@ -67,8 +67,9 @@ REGISTRY = {
 }
 
 
-def get_provider(name: str, model: str, base_url: str | None = None) -> Provider:
+def get_provider(name: str, model: str, base_url: str | None = None, **options) -> Provider:
+    """A provider by name; `options` are provider-specific (the local provider's dtype)."""
     if name not in REGISTRY:
         raise ValueError(f"unknown provider {name!r}; available: {', '.join(sorted(REGISTRY))}")
     module, cls = REGISTRY[name].split(":")
-    return getattr(importlib.import_module(module), cls)(model=model, base_url=base_url)
+    return getattr(importlib.import_module(module), cls)(model=model, base_url=base_url, **options)
