@@ -31,7 +31,7 @@ def main():
     preds = {s: predict(splits[s], args.model_dir) for s in ("val", "test")}
     metrics = {s: error_metrics(preds[s], splits[s], filt) for s in ("val", "test")}
     metrics["baseline_test_mae"] = baseline_mae(splits["train"], splits["test"], filt)
-    verdict, reasons = deploy_verdict(metrics["test"], metrics["val"], cfg.thresholds)
+    verdict, reasons = deploy_verdict(metrics["test"], metrics["val"], cfg.thresholds, metrics["baseline_test_mae"])
     metrics.update(verdict=verdict, reasons=reasons)
 
     dims = list(filt.dimensions)

@@ -20,6 +20,12 @@ def test_review_on_mae_band_and_on_gap():
     assert status == "REVIEW" and "gap" in reasons[0]
 
 
+def test_review_when_the_student_barely_beats_the_mean():
+    status, reasons = deploy_verdict(m(0.26, {"a": 0.26}), m(0.26, {}), T, baseline=0.27)
+    assert status == "REVIEW" and "baseline 0.270" in reasons[0]
+    assert deploy_verdict(m(0.20, {"a": 0.2}), m(0.2, {}), T, baseline=0.27)[0] == "DEPLOY"
+
+
 def test_fail_on_mae_or_one_bad_dimension():
     assert deploy_verdict(m(1.3, {"a": 1.3}), m(1.3, {}), T)[0] == "FAIL"
     status, reasons = deploy_verdict(m(0.9, {"a": 0.2, "b": 2.4}), m(0.9, {}), T)

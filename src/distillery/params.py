@@ -153,6 +153,7 @@ class EvaluateThresholds:
     dim_deploy: float = 1.1  # most dimensions must be under this for DEPLOY
     dim_fail: float = 2.0  # any dimension over this is a FAIL
     max_gap: float = 0.05  # |test MAE - val MAE| allowed for DEPLOY
+    min_baseline_gain: float = 0.10  # DEPLOY needs test MAE this share below predicting the training mean
 
 
 @dataclass

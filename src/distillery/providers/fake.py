@@ -11,6 +11,7 @@ import json
 import os
 import random
 import re
+import time
 
 from distillery.providers.base import Completion, Provider, ProviderError
 
@@ -25,6 +26,7 @@ class FakeProvider(Provider):
         self.supports_score = not model.endswith("-json")
         # Tests that run in a subprocess (dvc repro) can make some calls fail through the environment.
         self.fail_marker = os.environ.get("DISTILLERY_FAKE_FAIL_ON")
+        self.delay_s = float(os.environ.get("DISTILLERY_FAKE_DELAY", "0"))  # …or slow, to be killed mid-run
 
     def _rng(self, messages) -> random.Random:
         digest = hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()
@@ -32,6 +34,7 @@ class FakeProvider(Provider):
 
     def _next(self, kind: str, messages, **kw):
         self.calls.append({"kind": kind, "messages": messages, **kw})
+        time.sleep(self.delay_s)
         if self.fail_marker and any(self.fail_marker in str(m.get("content")) for m in messages):
             raise ProviderError(f"fake failure: prompt contains {self.fail_marker!r}")
         if self.responses:
