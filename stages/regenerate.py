@@ -46,7 +46,7 @@ def main():
 
     before = [subject_text(r) for r in records]
     after = [subject_text(r) for r in out]
-    kept = Counter(r["regenerated"]["kept_original"].split(" template")[0] for r in out
+    kept = Counter(r["regenerated"]["kept_original"].split(":")[0] for r in out
                    if "kept_original" in r.get("regenerated", {}))
     rewritten = sum("regenerated" in r and "kept_original" not in r["regenerated"] for r in out)
     write_json(args.metrics, {

@@ -30,7 +30,7 @@ def test_rewrites_flagged_answers_only_and_keeps_tool_calls(make_engine):
         assert after["messages"][:-1] == before["messages"][:-1]  # tool calls and results untouched
     assert out[0]["regenerated"] == {"from": f"Sunny, 20°C. {STOCK}", "patterns": ["phrase-0"], "attempt": 1,
                                      "rejected": []}
-    assert out[1]["regenerated"]["attempt"] == 2 and "still contains template phrase-0" in out[1]["regenerated"]["rejected"][0]
+    assert out[1]["regenerated"]["attempt"] == 2 and "templated: still contains phrase-0" in out[1]["regenerated"]["rejected"][0]
     assert "regenerated" not in out[2]
 
 
@@ -48,7 +48,7 @@ def test_original_kept_with_reason_after_max_attempts(make_engine):
     engine = make_engine(responses=[STOCK, "no"])
     out = regenerate_all(corpus()[:1], {"a": ["phrase-0"]}, PATTERNS, STYLE, engine, PROMPT, CFG, seed=1)
     assert subject_text(out[0]) == subject_text(corpus()[0])
-    assert out[0]["regenerated"]["kept_original"] == "empty or too short"
+    assert out[0]["regenerated"]["kept_original"] == "too_short: 1 words"
 
 
 def test_killed_run_resumes_from_the_journal(make_engine, tmp_path):

@@ -47,11 +47,11 @@ def build_messages(record: dict, prompt: RegeneratePrompt, examples: list[str], 
 
 
 def check_rewrite(text: str, patterns: list[dict]) -> str | None:
-    """Why a rewrite is unusable, or None when it is fine."""
+    """Why a rewrite is unusable ("<category>: <detail>"), or None when it is fine."""
     if len(text.split()) < 3:
-        return "empty or too short"
+        return f"too_short: {len(text.split())} words"
     hits = match_patterns([text], patterns)[0]
-    return f"still contains template {hits[0]}" if hits else None
+    return f"templated: still contains {hits[0]}" if hits else None
 
 
 def regenerate_all(records: list[dict], flagged: dict[str, list[str]], patterns: list[dict],
@@ -109,7 +109,7 @@ def _rewrite_batch(batch, flagged, by_pattern, patterns, style, engine, prompt, 
         for r, reply in zip(pending, replies):
             o = outcome[r["id"]]
             o["attempt"] = attempt
-            problem = str(reply) if isinstance(reply, CallFailed) else check_rewrite(reply.text, patterns)
+            problem = f"call_failed: {reply}" if isinstance(reply, CallFailed) else check_rewrite(reply.text, patterns)
             if problem is None:
                 o["text"] = reply.text
                 yield r, o
