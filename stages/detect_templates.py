@@ -1,17 +1,20 @@
-"""detect_templates: find templated final answers (known phrases, regexes, mined repeated frames);
-keep the first max_templates of each pattern and flag the rest for regeneration.
+"""detect_templates: find templated final answers (known phrases and regexes, mined sentence frames and
+word spans, near-duplicate clusters); keep the first max_templates of each pattern, flag the rest.
 
     python stages/detect_templates.py --corpus data/raw/corpus.jsonl \
         --patterns data/templates/patterns.json --flagged data/templates/flagged.jsonl \
         --metrics metrics/templates.json
 """
 import argparse
+from collections import Counter
 from pathlib import Path
 
 from distillery.diversity import diversity_metrics
-from distillery.params import TemplateParams, load_section
-from distillery.records import load_records, subject_text, write_json, write_records
-from distillery.templates import build_patterns, flag_templated, pattern_report, template_rate
+from distillery.neardup import find_near_duplicates
+from distillery.params import DiversityParams, TemplateParams, load_section
+from distillery.records import load_records, render_context, subject_text, write_json, write_records
+from distillery.templates import (build_patterns, flag_templated, near_duplicate_patterns, pattern_report,
+                                  template_rate)
 
 
 def main():
@@ -21,11 +24,17 @@ def main():
     ap.add_argument("--params", default="params.yaml", type=Path)
     args = ap.parse_args()
     cfg = load_section(args.params, "detect_templates", TemplateParams)
+    div = load_section(args.params, "diversity", DiversityParams)
 
     records = load_records(args.corpus)
     ids = [r["id"] for r in records]
     texts = [subject_text(r) for r in records]
-    patterns = build_patterns(texts, cfg)
+    contexts = [render_context(r, max_chars=10**6) for r in records]
+    topics = [(r.get("tags") or {}).get("topic") for r in records]
+    near = find_near_duplicates(texts, shingle=div.shingle, num_perm=div.num_perm, threshold=div.threshold,
+                                seed=div.seed)
+    patterns = build_patterns(texts, cfg, contexts, topics)
+    patterns += near_duplicate_patterns(ids, texts, near.clusters, cfg)
     matches, flagged = flag_templated(ids, texts, patterns, cfg.max_templates)
     flagged_set = set(flagged)
 
@@ -34,10 +43,10 @@ def main():
                                  if rid in flagged_set))
     write_json(args.metrics, {
         "responses": len(texts), "patterns": len(patterns),
-        "mined_patterns": sum(p["kind"] == "mined_frame" for p in patterns),
+        "patterns_by_kind": dict(Counter(p["kind"] for p in patterns)),
         "templated": sum(bool(m) for m in matches), "template_rate": template_rate(matches),
         "flagged": len(flagged), "flagged_rate": round(len(flagged) / max(1, len(texts)), 4),
-        "max_templates": cfg.max_templates, **diversity_metrics(texts)})
+        "max_templates": cfg.max_templates, **diversity_metrics(texts, div, near)})
     print(f"detect_templates: {len(patterns)} patterns, template rate {template_rate(matches):.1%}, "
           f"{len(flagged)} flagged")
 

@@ -56,8 +56,43 @@ def test_known_phrases_and_regexes_match_case_insensitively():
 
 
 def test_varied_text_yields_no_mined_pattern():
-    texts = [f"Answer number {i} says something different about topic {i * 7}." for i in range(100)]
-    texts = [t.replace("number", random.Random(i).choice(["alpha", "beta", "gamma", "delta", "zeta"]))
-             + f" Token{i}" for i, t in enumerate(texts)]
-    cfg = TemplateParams(min_count=30, min_share=0.3)
-    assert [p for p in build_patterns(texts, cfg) if p["kind"] == "mined_frame"] == []
+    rng = random.Random(5)
+    texts = [" ".join(rng.choice(VOCAB) for _ in range(15)).capitalize() + "." for _ in range(300)]
+    cfg = TemplateParams(min_count=10, min_share=0.03)
+    assert [p for p in build_patterns(texts, cfg) if p["kind"].startswith("mined")] == []
+
+
+def test_light_paraphrases_are_one_pattern_with_variants():
+    rng = random.Random(2)
+    variants = ["I hope this information helps you plan your day.",
+                "I hope this information helps you plan the day.",
+                "I hope that this information helps you plan your day."]
+    texts = [f"{' '.join(rng.choice(VOCAB) for _ in range(10))}. {variants[i % 3]}" for i in range(90)]
+    frames = [p for p in build_patterns(texts, TemplateParams(min_count=50, min_share=0.1, ngram=12))
+              if p["kind"] == "mined_frame"]
+    assert len(frames) == 1 and len(frames[0]["variants"]) == 3 and frames[0]["doc_freq"] == 90
+
+
+def test_span_inside_a_sentence_is_mined_across_topics_only():
+    rng = random.Random(3)
+    texts, topics = [], []
+    for i in range(120):
+        filler = " ".join(rng.choice(VOCAB) for _ in range(6))
+        texts.append(f"{filler.capitalize()} as always it is a pleasure to help {rng.choice(VOCAB)}.")
+        topics.append(["weather", "flights", "hotels"][i % 3])
+    cfg = TemplateParams(min_count=20, min_share=0.1)
+    spans = [p for p in build_patterns(texts, cfg, topics=topics) if p["kind"] == "mined_span"]
+    assert [p["text"] for p in spans] == ["as always it is a pleasure to help"]
+    # The same phrase in weather answers only, while the corpus also has flights answers without it:
+    others = [" ".join(rng.choice(VOCAB) for _ in range(12)) + "." for _ in range(60)]
+    one_topic = build_patterns(texts + others, TemplateParams(min_count=20, min_share=0.1, min_topics=2),
+                               topics=["weather"] * 120 + ["flights"] * 60)
+    assert [p for p in one_topic if p["kind"] == "mined_span"] == []  # content of one topic, not a template
+
+
+def test_text_copied_from_the_tool_result_is_not_a_template():
+    texts = [f"The forecast says light rain with strong gusts from the north today number {i}." for i in range(50)]
+    contexts = ["[tool result] light rain with strong gusts from the north today"] * 50
+    cfg = TemplateParams(min_count=10, min_share=0.1, min_topics=1)
+    assert [p for p in build_patterns(texts, cfg, contexts=contexts) if p["kind"].startswith("mined")] == []
+    assert [p for p in build_patterns(texts, cfg) if p["kind"].startswith("mined")] != []

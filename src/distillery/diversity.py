@@ -1,7 +1,16 @@
-"""Diversity of a set of responses: how much of it is the same few phrases."""
+"""Diversity of a set of responses: how much of it is the same few phrases.
+
+Linear-time figures are computed on the whole set: distinct-n (Li et al. 2016), exact and
+near-duplicate rates, compression ratio, self-repetition of 4-grams. The embedding-based Vendi score
+(Friedman & Dieng 2023) is quadratic in the sample, so it uses a seeded sample.
+"""
 from __future__ import annotations
 
+import gzip
+import math
+import random
 import re
+from collections import Counter
 
 WORD = re.compile(r"[a-z0-9']+")
 
@@ -11,7 +20,7 @@ def words(text: str) -> list[str]:
 
 
 def distinct_n(texts: list[str], n: int) -> float:
-    """Distinct n-grams / all n-grams over the set (Li et al. 2016): 1.0 means no n-gram repeats."""
+    """Distinct n-grams / all n-grams over the set: 1.0 means no n-gram repeats."""
     seen, total = set(), 0
     for text in texts:
         w = words(text)
@@ -21,6 +30,60 @@ def distinct_n(texts: list[str], n: int) -> float:
     return round(len(seen) / total, 4) if total else 0.0
 
 
-def diversity_metrics(texts: list[str]) -> dict:
-    return {f"distinct_{n}": distinct_n(texts, n) for n in (1, 2, 3)} | {
-        "exact_duplicate_rate": round(1 - len(set(texts)) / len(texts), 4) if texts else 0.0}
+def compression_ratio(texts: list[str]) -> float:
+    """Raw bytes / gzip bytes of the whole set: repetitive sets compress better (a higher ratio)."""
+    raw = "\n".join(texts).encode()
+    return round(len(raw) / len(gzip.compress(raw, 6)), 4) if raw else 0.0
+
+
+def self_repetition(texts: list[str], n: int = 4) -> float:
+    """Share of responses' n-gram occurrences whose n-gram also occurs in another response."""
+    per_doc = [set(tuple(w[i:i + n]) for i in range(len(w) - n + 1)) for w in map(words, texts)]
+    df = Counter(g for grams in per_doc for g in grams)
+    total = sum(len(g) for g in per_doc)
+    return round(sum(df[g] > 1 for grams in per_doc for g in grams) / total, 4) if total else 0.0
+
+
+def vendi_score(texts: list[str], model: str, sample: int, seed: int) -> float:
+    """exp(entropy of the eigenvalues of the cosine-similarity matrix / n): the effective number of
+    distinct responses in a seeded sample (1 = all alike, n = all orthogonal), on MiniLM embeddings."""
+    import numpy as np
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from distillery.modelpath import resolve_model_path
+
+    picked = random.Random(seed).sample(texts, min(sample, len(texts)))
+    path = resolve_model_path(model)
+    tok, enc = AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
+    rows = []
+    with torch.no_grad():
+        for start in range(0, len(picked), 64):
+            batch = tok(picked[start:start + 64], padding=True, truncation=True, max_length=128, return_tensors="pt")
+            hidden = enc(**batch).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1).float()
+            rows.append(torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1).numpy())
+    x = np.concatenate(rows).astype(np.float64)
+    eig = np.linalg.eigvalsh(x @ x.T / len(x))
+    eig = eig[eig > 1e-12]
+    return round(float(math.exp(-(eig * np.log(eig)).sum())), 4)
+
+
+def diversity_metrics(texts: list[str], cfg=None, near=None) -> dict:
+    """Every diversity figure; `cfg` (DiversityParams) adds near-duplicates (reusing `near`, the
+    NearDuplicates of these texts, when the caller has it) and, if vendi_sample > 0, Vendi."""
+    out = {f"distinct_{n}": distinct_n(texts, n) for n in (1, 2, 3)}
+    out["exact_duplicate_rate"] = round(1 - len(set(texts)) / len(texts), 4) if texts else 0.0
+    out["compression_ratio"] = compression_ratio(texts)
+    out["self_repetition_4gram"] = self_repetition(texts, 4)
+    if cfg is not None:
+        from distillery.neardup import find_near_duplicates
+
+        nd = near or find_near_duplicates(texts, shingle=cfg.shingle, num_perm=cfg.num_perm,
+                                          threshold=cfg.threshold, seed=cfg.seed)
+        out["near_duplicate_rate"] = round(sum(len(c) - 1 for c in nd.clusters) / len(texts), 4) if texts else 0.0
+        out["near_duplicate_clusters"] = len(nd.clusters)
+        if cfg.vendi_sample:
+            out["vendi"] = vendi_score(texts, cfg.embedding_model, cfg.vendi_sample, cfg.seed)
+            out["vendi_sample"] = min(cfg.vendi_sample, len(texts))
+    return out

