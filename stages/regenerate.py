@@ -14,7 +14,7 @@ from pathlib import Path
 from distillery.cache import Journal
 from distillery.diversity import diversity_metrics
 from distillery.llm import Engine
-from distillery.params import BaseParams, RegenerateParams, load_section, seed_everything
+from distillery.params import BaseParams, DiversityParams, RegenerateParams, load_section, seed_everything
 from distillery.records import load_records, read_jsonl, subject_text, write_json, write_records
 from distillery.regeneration import RegeneratePrompt, regenerate_all
 from distillery.templates import match_patterns, template_rate
@@ -29,6 +29,7 @@ def main():
 
     base = load_section(args.params, "base", BaseParams)
     cfg = load_section(args.params, "regenerate", RegenerateParams)
+    div = load_section(args.params, "diversity", DiversityParams)
     seed_everything(base.seed)
 
     records = load_records(args.corpus)
@@ -41,7 +42,7 @@ def main():
     engine = Engine.for_stage(base.generator, base.state_dir)
     journal = Journal(Path(base.state_dir) / "journal" / "regenerate.jsonl")
     out = regenerate_all(records, flagged, patterns, style, engine, RegeneratePrompt(args.prompt), cfg,
-                         base.seed, journal=journal)
+                         base.seed, journal=journal, div=div)
     write_records(args.out, out)
 
     before = [subject_text(r) for r in records]
@@ -55,7 +56,7 @@ def main():
         "failure_rate": round(sum(kept.values()) / max(1, len(flagged)), 4),
         "template_rate_before": template_rate(match_patterns(before, patterns)),
         "template_rate_after": template_rate(match_patterns(after, patterns)),
-        "before": diversity_metrics(before), "after": diversity_metrics(after),
+        "before": diversity_metrics(before, div), "after": diversity_metrics(after, div),
         "temperature": cfg.temperature, **engine.stats.as_metrics()})
     print(f"regenerate: {rewritten}/{len(flagged)} rewritten, {engine.stats.calls} model calls, "
           f"{engine.stats.cache_hits} cache hits")

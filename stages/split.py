@@ -5,9 +5,9 @@
 import argparse
 from pathlib import Path
 
-from distillery.params import SplitParams, load_section, seed_everything
+from distillery.params import DiversityParams, SplitParams, load_section, seed_everything
 from distillery.records import load_records, write_json, write_records
-from distillery.splitting import split_metrics, stratified_split
+from distillery.splitting import near_duplicate_groups, split_metrics, stratified_split
 
 
 def main():
@@ -19,12 +19,15 @@ def main():
     cfg = load_section(args.params, "split", SplitParams)
     seed_everything(cfg.seed)
 
-    splits = stratified_split(load_records(args.labeled), cfg)
+    records = load_records(args.labeled)
+    groups, near_pairs = near_duplicate_groups(records, load_section(args.params, "diversity", DiversityParams))
+    splits = stratified_split(records, cfg, groups)
     for name, records in splits.items():
         write_records(args.out_dir / f"{name}.jsonl", records)
-    metrics = split_metrics(splits)
+    metrics = split_metrics(splits, near_pairs)
     write_json(args.metrics, {**metrics, "seed": cfg.seed})
-    print(f"split: {metrics['sizes']}, leakage {metrics['leakage_duplicates_across_splits']}")
+    print(f"split: {metrics['sizes']}, duplicates across splits {metrics['leakage_duplicates_across_splits']}, "
+          f"near-duplicate pairs across splits {metrics['near_duplicate_pairs_across_splits']}")
 
 
 if __name__ == "__main__":

@@ -59,3 +59,16 @@ def test_killed_run_resumes_from_the_journal(make_engine, tmp_path):
     engine.cache.get = lambda key: None  # the journal alone must answer
     again = regenerate_all(corpus(), flagged, PATTERNS, STYLE, engine, PROMPT, CFG, seed=1, journal=journal)
     assert again == first and engine.provider.calls == []
+
+
+def test_near_duplicate_of_a_recent_rewrite_is_refused_and_recent_ones_are_shown(make_engine):
+    same = "The clouds gather over Paris like gossips at a wedding, so carry an umbrella."
+    engine = make_engine(responses=[same, same, "Rain by tea time; the umbrella is your friend today."])
+    cfg = RegenerateParams(max_attempts=2, batch_size=1, n_style_examples=1, recent_window=10, n_recent_examples=2)
+    out = regenerate_all(corpus(), {"a": ["phrase-0"], "b": ["phrase-0"]}, PATTERNS, STYLE, engine, PROMPT, cfg,
+                         seed=1)
+    assert subject_text(out[0]) == same
+    assert out[1]["regenerated"]["rejected"][0].startswith("near_duplicate: of a recent rewrite")
+    assert subject_text(out[1]) == "Rain by tea time; the umbrella is your friend today."
+    second_prompt = engine.provider.calls[1]["messages"][0]["content"]
+    assert f'- "{same}"' in second_prompt  # the recent rewrite is shown as wording to avoid

@@ -48,3 +48,26 @@ def test_seed_decides_the_split():
 def test_ratios_must_sum_to_one():
     with pytest.raises(ValueError, match="must be 1.0"):
         stratified_split(records(), SplitParams(train=0.8, val=0.2, test=0.2))
+
+
+def test_near_duplicate_clusters_stay_in_one_split():
+    from distillery.params import DiversityParams
+    from distillery.splitting import near_duplicate_groups
+
+    recs = records()
+    for i in range(8):  # eight light rewordings of one long answer
+        r = conversation(f"near{i}", "Expect light rain in Lisbon this afternoon with a gentle breeze from the "
+                                     f"west and temperatures around {18 + i} degrees so bring a jacket.")
+        r["tier"] = "high"
+        recs.append(r)
+    groups, pairs = near_duplicate_groups(recs, DiversityParams(threshold=0.6))
+    assert len({groups[i] for i, r in enumerate(recs) if r["id"].startswith("near")}) == 1
+    assert len(pairs) >= 7
+    splits = stratified_split(recs, SplitParams(seed=5), groups)
+    homes = {name for name, rs in splits.items() for r in rs if r["id"].startswith("near")}
+    assert len(homes) == 1
+    m = split_metrics(splits, pairs)
+    assert m["near_duplicate_pairs_across_splits"] == 0 and m["leakage_duplicates_across_splits"] == 0
+    # Without the groups, the same records do cross splits: the test can fail.
+    naive = stratified_split(recs, SplitParams(seed=5))
+    assert split_metrics(naive, pairs)["near_duplicate_pairs_across_splits"] > 0

@@ -130,6 +130,8 @@ class RegenerateParams:
     n_style_examples: int = 3
     max_attempts: int = 2
     batch_size: int = 8
+    recent_window: int = 50  # a rewrite may not be a near-duplicate of the last N accepted rewrites
+    n_recent_examples: int = 3  # recent rewrites shown in the prompt as "do not repeat these"
 
 
 @dataclass

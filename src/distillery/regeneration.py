@@ -9,10 +9,12 @@ from __future__ import annotations
 import hashlib
 import random
 import re
+from collections import deque
 from pathlib import Path
 
 from distillery.llm import CallFailed, Engine
-from distillery.params import RegenerateParams
+from distillery.neardup import jaccard, shingles
+from distillery.params import DiversityParams, RegenerateParams
 from distillery.records import render_context, subject_text, with_subject
 from distillery.templates import match_patterns
 
@@ -34,29 +36,52 @@ def style_examples(style: dict[str, list[str]], persona: str, n: int, seed: int,
 
 
 def build_messages(record: dict, prompt: RegeneratePrompt, examples: list[str], avoid: list[str],
-                   context_chars: int = 1200) -> list[dict]:
+                   context_chars: int = 1200, recent: list[str] = ()) -> list[dict]:
     persona = (record.get("tags") or {}).get("persona", "neutral")
     content = prompt.template.format(
         persona=persona,
         style_examples="\n".join(f"- {e}" for e in examples),
         avoid="\n".join(f'- "{a}"' for a in avoid) or "- (none)",
+        recent="\n".join(f'- "{r}"' for r in recent) or "- (none yet)",
         context=render_context(record, context_chars),
         original=subject_text(record),
     )
     return [{"role": "user", "content": content}]
 
 
-def check_rewrite(text: str, patterns: list[dict]) -> str | None:
+class RecentRewrites:
+    """The last `window` accepted rewrites, to refuse a new one that is a near-duplicate of any."""
+
+    def __init__(self, window: int, div: DiversityParams):
+        self.window, self.div = window, div
+        self.items: deque[tuple[str, set]] = deque(maxlen=max(1, window))
+
+    def add(self, text: str) -> None:
+        if self.window:
+            self.items.append((text, shingles(text, self.div.shingle)))
+
+    def near_duplicate_of(self, text: str) -> str | None:
+        mine = shingles(text, self.div.shingle)
+        return next((t for t, sh in self.items if jaccard(mine, sh) >= self.div.threshold), None)
+
+    def last(self, n: int) -> list[str]:
+        return [t for t, _ in list(self.items)[-n:]] if n else []
+
+
+def check_rewrite(text: str, patterns: list[dict], recent: RecentRewrites | None = None) -> str | None:
     """Why a rewrite is unusable ("<category>: <detail>"), or None when it is fine."""
     if len(text.split()) < 3:
         return f"too_short: {len(text.split())} words"
     hits = match_patterns([text], patterns)[0]
-    return f"templated: still contains {hits[0]}" if hits else None
+    if hits:
+        return f"templated: still contains {hits[0]}"
+    twin = recent.near_duplicate_of(text) if recent else None
+    return f"near_duplicate: of a recent rewrite ({twin[:60]!r})" if twin else None
 
 
 def regenerate_all(records: list[dict], flagged: dict[str, list[str]], patterns: list[dict],
                    style: dict[str, list[str]], engine: Engine, prompt: RegeneratePrompt,
-                   cfg: RegenerateParams, seed: int, journal=None) -> list[dict]:
+                   cfg: RegenerateParams, seed: int, journal=None, div: DiversityParams | None = None) -> list[dict]:
     """All records in order, the flagged ones rewritten (or kept, with the reason)."""
     from tqdm import tqdm
 
@@ -70,11 +95,15 @@ def regenerate_all(records: list[dict], flagged: dict[str, list[str]], patterns:
     results = {r["id"]: done[keys[r["id"]]] for r in todo if keys[r["id"]] in done}
     pending = [r for r in todo if r["id"] not in results]
     engine.stats.journal_hits += len(results)
+    recent = RecentRewrites(cfg.recent_window, div or DiversityParams())
+    for r in todo:  # a resumed run remembers what it already wrote
+        if r["id"] in results and results[r["id"]].get("text"):
+            recent.add(results[r["id"]]["text"])
     with tqdm(total=len(todo), initial=len(results), desc="regenerate", unit="rec", disable=None,
               mininterval=2) as bar:
         for start in range(0, len(pending), cfg.batch_size):
             for record, outcome in _rewrite_batch(pending[start:start + cfg.batch_size], flagged, by_pattern,
-                                                   patterns, style, engine, prompt, cfg, seed):
+                                                   patterns, style, engine, prompt, cfg, seed, recent):
                 results[record["id"]] = outcome
                 if journal:
                     journal.append(keys[record["id"]], outcome)
@@ -91,7 +120,7 @@ def regenerate_all(records: list[dict], flagged: dict[str, list[str]], patterns:
     return out
 
 
-def _rewrite_batch(batch, flagged, by_pattern, patterns, style, engine, prompt, cfg, seed):
+def _rewrite_batch(batch, flagged, by_pattern, patterns, style, engine, prompt, cfg, seed, recent):
     """Yield (record, outcome) once each record is settled; retry only the ones that need it."""
     outcome = {r["id"]: {"from": subject_text(r), "patterns": flagged[r["id"]], "attempt": 0,
                          "rejected": []} for r in batch}
@@ -102,16 +131,19 @@ def _rewrite_batch(batch, flagged, by_pattern, patterns, style, engine, prompt, 
             avoid = [by_pattern[p]["text"] for p in flagged[r["id"]] if p in by_pattern]
             examples = style_examples(style, (r.get("tags") or {}).get("persona", "neutral"),
                                       cfg.n_style_examples, seed + attempt, r["id"])
-            messages.append(build_messages(r, prompt, examples, avoid, engine.spec.context_chars))
+            messages.append(build_messages(r, prompt, examples, avoid, engine.spec.context_chars,
+                                           recent.last(cfg.n_recent_examples)))
         replies = engine.complete_many(messages, temperature=cfg.temperature, max_tokens=cfg.max_tokens,
                                        samples=[attempt] * len(messages))
         still = []
         for r, reply in zip(pending, replies):
             o = outcome[r["id"]]
             o["attempt"] = attempt
-            problem = f"call_failed: {reply}" if isinstance(reply, CallFailed) else check_rewrite(reply.text, patterns)
+            problem = (f"call_failed: {reply}" if isinstance(reply, CallFailed)
+                       else check_rewrite(reply.text, patterns, recent))
             if problem is None:
                 o["text"] = reply.text
+                recent.add(reply.text)
                 yield r, o
             else:
                 o["rejected"].append(problem)
