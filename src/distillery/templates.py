@@ -80,19 +80,26 @@ def mine_frames(texts, contexts, topics, cfg: TemplateParams) -> list[dict]:
                 if len(topic_sets[f]) < cfg.min_topics:
                     topic_sets[f].add(topic)
         df.update(seen)
-    # Paraphrase groups: candidates recur at least 3 times; join those whose bigram Jaccard is high.
-    candidates = [f for f, n in df.most_common() if n >= 3]
-    grams = {f: _bigrams(f) for f in candidates}
-    groups: list[list[str]] = []
-    for f in candidates:  # most frequent first: each group is led by its commonest variant
-        for g in groups:
-            a, b = grams[g[0]], grams[f]
-            if len(a & b) / len(a | b) >= cfg.paraphrase_jaccard:
-                g.append(f)
-                break
-        else:
-            groups.append([f])
+    # Paraphrase groups: frames that recur (each at least a tenth of the threshold) are joined when their
+    # word-bigram Jaccard is high (single linkage, union-find, so the order they come in does not matter).
     limit = _threshold(cfg, len(texts))
+    candidates = [f for f, n in df.most_common() if n >= max(3, limit / 10)]
+    grams = [_bigrams(f) for f in candidates]
+    parent = list(range(len(candidates)))
+
+    def find(i):
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    for i in range(len(candidates)):
+        for j in range(i + 1, len(candidates)):
+            if len(grams[i] & grams[j]) / len(grams[i] | grams[j]) >= cfg.paraphrase_jaccard:
+                parent[max(find(i), find(j))] = min(find(i), find(j))
+    members: dict[int, list[str]] = defaultdict(list)
+    for i, f in enumerate(candidates):  # most frequent first: each group is led by its commonest variant
+        members[find(i)].append(f)
+    groups = list(members.values())
     need_topics = min(cfg.min_topics, len(set(topics)))
     out = []
     for g in groups:
@@ -154,7 +161,7 @@ def build_patterns(texts: list[str], cfg: TemplateParams, contexts: list[str] | 
             if not any(_joined(f["example"]) in c for c in covered):
                 patterns.append({"id": f"frame-{i}", "kind": "mined_frame", "text": f["example"],
                                  "frame": f["frame"], "variants": f["variants"], "doc_freq": f["doc_freq"]})
-                covered.append(_joined(f["example"]))
+                covered += [_joined(f["example"])] + [_joined(v) for v in f["variants"]]
         for i, s in enumerate(mine_spans(texts, contexts, topics, cfg)):
             if not any(f" {s['span']} " in c for c in covered):
                 patterns.append({"id": f"span-{i}", "kind": "mined_span", "text": s["span"], "doc_freq": s["doc_freq"]})
