@@ -19,12 +19,11 @@ def words(text: str) -> list[str]:
     return WORD.findall(text.lower())
 
 
-def distinct_n(texts: list[str], n: int) -> float:
+def distinct_n(texts: list[str], n: int, tokens: list[list[str]] | None = None) -> float:
     """Distinct n-grams / all n-grams over the set: 1.0 means no n-gram repeats."""
     seen, total = set(), 0
-    for text in texts:
-        w = words(text)
-        grams = [tuple(w[i:i + n]) for i in range(len(w) - n + 1)]
+    for w in tokens or map(words, texts):
+        grams = [tuple(w[i:i + n]) for i in range(len(w) - n + 1)] if n > 1 else w
         seen.update(grams)
         total += len(grams)
     return round(len(seen) / total, 4) if total else 0.0
@@ -36,9 +35,9 @@ def compression_ratio(texts: list[str]) -> float:
     return round(len(raw) / len(gzip.compress(raw, 6)), 4) if raw else 0.0
 
 
-def self_repetition(texts: list[str], n: int = 4) -> float:
+def self_repetition(texts: list[str], n: int = 4, tokens: list[list[str]] | None = None) -> float:
     """Share of responses' n-gram occurrences whose n-gram also occurs in another response."""
-    per_doc = [set(tuple(w[i:i + n]) for i in range(len(w) - n + 1)) for w in map(words, texts)]
+    per_doc = [set(tuple(w[i:i + n]) for i in range(len(w) - n + 1)) for w in tokens or map(words, texts)]
     df = Counter(g for grams in per_doc for g in grams)
     total = sum(len(g) for g in per_doc)
     return round(sum(df[g] > 1 for grams in per_doc for g in grams) / total, 4) if total else 0.0
@@ -72,10 +71,11 @@ def vendi_score(texts: list[str], model: str, sample: int, seed: int) -> float:
 def diversity_metrics(texts: list[str], cfg=None, near=None) -> dict:
     """Every diversity figure; `cfg` (DiversityParams) adds near-duplicates (reusing `near`, the
     NearDuplicates of these texts, when the caller has it) and, if vendi_sample > 0, Vendi."""
-    out = {f"distinct_{n}": distinct_n(texts, n) for n in (1, 2, 3)}
+    tokens = [words(t) for t in texts]  # tokenised once for every figure below
+    out = {f"distinct_{n}": distinct_n(texts, n, tokens) for n in (1, 2, 3)}
     out["exact_duplicate_rate"] = round(1 - len(set(texts)) / len(texts), 4) if texts else 0.0
     out["compression_ratio"] = compression_ratio(texts)
-    out["self_repetition_4gram"] = self_repetition(texts, 4)
+    out["self_repetition_4gram"] = self_repetition(texts, 4, tokens)
     if cfg is not None:
         from distillery.neardup import find_near_duplicates
 

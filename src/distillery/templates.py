@@ -117,15 +117,18 @@ def mine_spans(texts, contexts, topics, cfg: TemplateParams) -> list[dict]:
     need_topics = min(cfg.min_topics, len(set(topics)))
     docs = [words(t) for t in texts]
     df: Counter[tuple] = Counter()
-    topic_sets: dict[tuple, set] = defaultdict(set)
-    for w, context, topic in zip(docs, contexts, topics):
+    doc_grams = []
+    for w, context in zip(docs, contexts):
         copied = copied_positions(w, context) if context != " " else set()
         grams = {tuple(w[i:i + n]) for i in range(len(w) - n + 1) if copied.isdisjoint(range(i, i + n))}
         df.update(grams)
-        for g in grams:
-            if len(topic_sets[g]) < need_topics:
-                topic_sets[g].add(topic)
-    frequent = {g for g, c in df.items() if c >= limit and len(topic_sets[g]) >= need_topics}
+        doc_grams.append(grams)
+    common = {g for g, c in df.items() if c >= limit}
+    topic_sets: dict[tuple, set] = defaultdict(set)
+    for grams, topic in zip(doc_grams, topics):  # topics only for the n-grams common enough to matter
+        for g in grams & common:
+            topic_sets[g].add(topic)
+    frequent = {g for g in common if len(topic_sets[g]) >= need_topics}
     if not frequent:
         return []
     span_df: Counter[str] = Counter()
