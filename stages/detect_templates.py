@@ -6,13 +6,15 @@ word spans, near-duplicate clusters); keep the first max_templates of each patte
         --metrics metrics/templates.json
 """
 import argparse
+import json
 from collections import Counter
 from pathlib import Path
 
 from distillery.diversity import diversity_metrics
 from distillery.neardup import find_near_duplicates
 from distillery.params import DiversityParams, TemplateParams, load_section
-from distillery.records import load_records, render_context, subject_text, write_json, write_records
+from distillery.records import load_records, read_records, render_context, subject_text, write_json, write_records
+from distillery.template_stream import detect_streaming
 from distillery.templates import (build_patterns, flag_templated, near_duplicate_patterns, pattern_report,
                                   template_rate)
 
@@ -26,6 +28,8 @@ def main():
     cfg = load_section(args.params, "detect_templates", TemplateParams)
     div = load_section(args.params, "diversity", DiversityParams)
 
+    if cfg.streaming:
+        return detect_streamed(args, cfg)
     records = load_records(args.corpus)
     ids = [r["id"] for r in records]
     texts = [subject_text(r) for r in records]
@@ -49,6 +53,22 @@ def main():
         "max_templates": cfg.max_templates, **diversity_metrics(texts, div, near)})
     print(f"detect_templates: {len(patterns)} patterns, template rate {template_rate(matches):.1%}, "
           f"{len(flagged)} flagged")
+
+
+def detect_streamed(args, cfg):
+    """Corpora too big for memory: the file is read three times and never held whole."""
+    def source():
+        return ((r["id"], subject_text(r), render_context(r, max_chars=10**6), (r.get("tags") or {}).get("topic"))
+                for r in read_records(args.corpus))
+
+    args.flagged.parent.mkdir(parents=True, exist_ok=True)
+    with args.flagged.open("w", encoding="utf-8") as fh:
+        patterns, metrics = detect_streaming(
+            source, cfg, on_flag=lambda rid, pids: fh.write(json.dumps({"id": rid, "patterns": pids}) + "\n"))
+    write_json(args.patterns, patterns)
+    write_json(args.metrics, {**metrics, "max_templates": cfg.max_templates, "streaming": True})
+    print(f"detect_templates (streaming): {len(patterns)} patterns, template rate {metrics['template_rate']:.1%}, "
+          f"{metrics['flagged']} flagged")
 
 
 if __name__ == "__main__":

@@ -121,6 +121,7 @@ class TemplateParams:
     ngram: int = 6  # word n-gram size for span mining
     paraphrase_jaccard: float = 0.6  # frames this similar (word bigrams) are variants of one pattern
     max_templates: int = 10
+    streaming: bool = False  # three passes over the file in flat memory (template_stream.py); no near-dups
 
 
 @dataclass

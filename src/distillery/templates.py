@@ -47,6 +47,8 @@ COPY_WORDS = 4  # this many words in a row found in the prompt or tool result co
 def copied_positions(w: list[str], context: str) -> set[int]:
     """Positions of the words of `w` that sit in a run of COPY_WORDS words found in the context."""
     out: set[int] = set()
+    if not context.strip():
+        return out
     for i in range(len(w) - COPY_WORDS + 1):
         if " " + " ".join(w[i:i + COPY_WORDS]) + " " in context:
             out.update(range(i, i + COPY_WORDS))
