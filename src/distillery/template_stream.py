@@ -20,8 +20,8 @@ import numpy as np
 
 from distillery.diversity import words
 from distillery.params import TemplateParams
-from distillery.templates import (_bigrams, _joined, _matcher, _threshold, build_patterns, copied_positions, frame,
-                                  sentences)
+from distillery.templates import (_joined, _matcher, _threshold, build_patterns, copied_positions, frame,
+                                  group_frames, sentences)
 
 MASK64 = (1 << 64) - 1
 
@@ -192,28 +192,9 @@ def detect_streaming(source, cfg: TemplateParams, on_flag=None) -> tuple[list[di
 
 
 def _frame_patterns(df, topics, example, limit, need, cfg) -> list[dict]:
-    candidates = [f for f, _ in df.most_common()]
-    grams = [_bigrams(f) for f in candidates]
-    parent = list(range(len(candidates)))
-
-    def find(i):
-        while parent[i] != i:
-            i = parent[i]
-        return i
-
-    for i in range(len(candidates)):
-        for j in range(i + 1, len(candidates)):
-            if len(grams[i] & grams[j]) / len(grams[i] | grams[j]) >= cfg.paraphrase_jaccard:
-                parent[max(find(i), find(j))] = min(find(i), find(j))
-    groups = defaultdict(list)
-    for i, f in enumerate(candidates):
-        groups[find(i)].append(f)
-    out = []
-    for g in groups.values():
-        if sum(df[f] for f in g) >= limit and len(set().union(*(topics[f] for f in g))) >= need:
-            out.append({"id": f"frame-{len(out)}", "kind": "mined_frame", "text": example[g[0]], "frame": g[0],
-                        "variants": g, "doc_freq": sum(df[f] for f in g)})
-    return out
+    return [{"id": f"frame-{i}", "kind": "mined_frame", "text": f["example"], "frame": f["frame"],
+             "variants": f["variants"], "doc_freq": f["doc_freq"]}
+            for i, f in enumerate(group_frames(df, topics, example, limit, need, cfg))]
 
 
 def _maximal_spans(w: list[str], frequent: set, n: int) -> list[str]:

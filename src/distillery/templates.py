@@ -82,9 +82,17 @@ def mine_frames(texts, contexts, topics, cfg: TemplateParams) -> list[dict]:
                 if len(topic_sets[f]) < cfg.min_topics:
                     topic_sets[f].add(topic)
         df.update(seen)
-    # Paraphrase groups: frames that recur (each at least a tenth of the threshold) are joined when their
-    # word-bigram Jaccard is high (single linkage, union-find, so the order they come in does not matter).
     limit = _threshold(cfg, len(texts))
+    return group_frames(df, topic_sets, example, limit, min(cfg.min_topics, len(set(topics))), cfg)
+
+
+def group_frames(df: Counter, topic_sets: dict, example: dict, limit: float, need_topics: int,
+                 cfg: TemplateParams) -> list[dict]:
+    """Frames that pass the thresholds, light paraphrases joined: [{frame, variants, doc_freq, example}].
+
+    Candidates recur at least a tenth of the threshold each; two are variants of one pattern when their
+    word-bigram Jaccard ≥ paraphrase_jaccard (single linkage by union-find, so order does not matter).
+    """
     candidates = [f for f, n in df.most_common() if n >= max(3, limit / 10)]
     grams = [_bigrams(f) for f in candidates]
     parent = list(range(len(candidates)))
@@ -101,13 +109,10 @@ def mine_frames(texts, contexts, topics, cfg: TemplateParams) -> list[dict]:
     members: dict[int, list[str]] = defaultdict(list)
     for i, f in enumerate(candidates):  # most frequent first: each group is led by its commonest variant
         members[find(i)].append(f)
-    groups = list(members.values())
-    need_topics = min(cfg.min_topics, len(set(topics)))
     out = []
-    for g in groups:
+    for g in members.values():
         n = sum(df[f] for f in g)
-        spread = set().union(*(topic_sets[f] for f in g))
-        if n >= limit and len(spread) >= need_topics:
+        if n >= limit and len(set().union(*(topic_sets[f] for f in g))) >= need_topics:
             out.append({"frame": g[0], "variants": g, "doc_freq": n, "example": example[g[0]]})
     return out
 
