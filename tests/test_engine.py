@@ -53,3 +53,10 @@ def test_one_failing_prompt_in_a_batch_does_not_sink_the_others(make_engine, mon
     results = engine.complete_many(batch)
     assert isinstance(results[1], CallFailed)
     assert all(not isinstance(r, CallFailed) for r in (results[0], results[2]))
+
+
+def test_a_failed_batch_counts_each_failed_prompt_once(make_engine, monkeypatch):
+    engine = make_engine(max_retries=1)
+    monkeypatch.setattr(engine.provider, "fail_marker", "poison")
+    engine.complete_many([[{"role": "user", "content": "poison a"}], [{"role": "user", "content": "poison b"}]])
+    assert engine.stats.failures == 2

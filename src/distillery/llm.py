@@ -65,7 +65,6 @@ class Engine:
                 raise  # a bug or a setup problem: retrying cannot help
             except Exception as exc:  # noqa: BLE001 - provider errors are many and vendor-specific
                 if attempt == self.max_retries:
-                    self.stats.failures += 1
                     raise CallFailed(f"{type(exc).__name__}: {exc}") from exc
                 self.stats.retries += 1
                 time.sleep(self.backoff_s * 2 ** attempt * (0.5 + random.random()))
@@ -93,6 +92,7 @@ class Engine:
                 else:
                     # The batch failed as a whole: try each row once, so one bad prompt costs only itself.
                     fresh = [self._single(run, batch[i], opts[i]) for i in todo]
+            self.stats.failures += sum(isinstance(c, CallFailed) for c in fresh)  # once per prompt, not per try
             for i, c in zip(todo, fresh):
                 if isinstance(c, Completion):
                     self._account(c)
@@ -104,7 +104,6 @@ class Engine:
         try:
             return run([messages], [opts])[0]
         except Exception as exc:  # noqa: BLE001
-            self.stats.failures += 1
             return CallFailed(f"{type(exc).__name__}: {exc}")
 
     def complete_many(self, batch: list[list[dict]], *, temperature: float | None = None,
@@ -120,7 +119,7 @@ class Engine:
         return self._batched("complete", batch, opts, run)
 
     def complete(self, messages, **kw) -> Completion:
-        result = self.complete_many([messages], **kw)[0]
+        result = self.complete_many([messages], **kw)[0]  # a failure is counted once, in _batched
         if isinstance(result, CallFailed):
             raise result
         return result

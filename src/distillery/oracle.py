@@ -128,12 +128,12 @@ def label_all(records: list[dict], engine: Engine, prompt: OraclePrompt, filt: F
         return content_key(record=record, prompt=prompt.hash, filter=repr(filt), spec=repr(engine.spec))
 
     done = journal.load() if journal else {}
+    keys = {r["id"]: key(r) for r in records} if journal else {}
     results: dict[str, dict] = {}
     todo = []
     for r in records:
-        k = key(r)
-        if k in done:
-            results[r["id"]] = done[k]
+        if keys.get(r["id"]) in done:
+            results[r["id"]] = done[keys[r["id"]]]
         else:
             todo.append(r)
     engine.stats.journal_hits += len(records) - len(todo)
@@ -146,7 +146,7 @@ def label_all(records: list[dict], engine: Engine, prompt: OraclePrompt, filt: F
                 entry = {"labeled": labeled} if labeled else {"failure": failure}
                 results[record["id"]] = entry
                 if journal and labeled:  # failures are not journaled: the next run tries them again
-                    journal.append(key(record), entry)
+                    journal.append(keys[record["id"]], entry)
                 bar.update(1)
     labeled = [results[r["id"]]["labeled"] for r in records if "labeled" in results[r["id"]]]
     failures = [results[r["id"]]["failure"] for r in records if "failure" in results[r["id"]]]

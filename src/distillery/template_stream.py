@@ -66,10 +66,6 @@ class HyperLogLog:
         return float(m * np.log(m / zeros)) if est <= 2.5 * m and zeros else float(est)
 
 
-def _h(x) -> int:
-    return hash(x) & MASK64
-
-
 def _keys(items) -> np.ndarray:
     return np.fromiter((hash(x) & MASK64 for x in items), dtype=np.uint64)
 
