@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_VERBOSITY ?= error
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: setup demo repro test metrics plots corpus clean-state
+.PHONY: setup demo repro plan test metrics plots corpus clean-state
 
 setup: $(VENV)/.installed
 
@@ -28,6 +28,9 @@ demo: setup          ## set up, then run the whole pipeline on the shipped demo 
 
 repro: setup
 	dvc repro
+
+plan: setup          ## what the next `dvc repro` would spend on LLM calls (calls, tokens, cost), calling nothing
+	$(PY) -m distillery.plan
 
 test: setup          ## set up, then run the test suite
 	$(PY) -m pytest -q

@@ -8,11 +8,12 @@ a markdown report and metrics with a PASS / REVIEW / FAIL verdict.
         --report reports/calibration.md --metrics metrics/calibrate.json
 """
 import argparse
+import json
 from pathlib import Path
 
 from distillery.calibration import assess, stratified_sample
 from distillery.llm import Engine
-from distillery.oracle import OraclePrompt, label_all
+from distillery.oracle import OraclePrompt, label_all, plan_labels
 from distillery.params import BaseParams, FilterParams, SampleParams, load_section, seed_everything
 from distillery.records import load_records, write_json, write_records
 
@@ -22,6 +23,7 @@ def main():
     for name in ("corpus", "prompt", "sample", "labeled", "report", "metrics"):
         ap.add_argument(f"--{name}", required=True, type=Path)
     ap.add_argument("--params", default="params.yaml", type=Path)
+    ap.add_argument("--dry-run", action="store_true", help="print the plan (calls, tokens, cost); call nothing")
     args = ap.parse_args()
 
     base = load_section(args.params, "base", BaseParams)
@@ -30,7 +32,10 @@ def main():
     seed_everything(base.seed)
 
     sample = stratified_sample(load_records(args.corpus), cfg)
-    engine = Engine.for_stage(base.oracle, base.state_dir)
+    engine = Engine.for_stage(base.oracle, base)
+    if args.dry_run:
+        print("PLAN " + json.dumps({"stage": "calibrate", **plan_labels(sample, engine, OraclePrompt(args.prompt), filt)}))
+        return
     labeled, failures = label_all(sample, engine, OraclePrompt(args.prompt), filt, desc="calibrate")
     metrics, report = assess("Oracle calibration", sample, labeled, failures, filt, cfg.thresholds)
 

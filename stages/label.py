@@ -3,6 +3,9 @@
 Refuses to run when validate said FAIL, unless label.proceed_on_fail is true. Records that arrive with
 `labels` (from another tool or an earlier run) keep them unless label.relabel is true. A record the
 oracle could not label goes to failures.jsonl with its reason; it is counted, never dropped silently.
+Every label is journaled as it arrives, so a killed run resumes; label.budget_usd stops a run cleanly
+(exit code 3) before the call that would pass it. --dry-run prints the calls, tokens and cost this run
+would spend (journal and cache hits counted) and calls nothing.
 
     python stages/label.py --corpus data/regenerated/corpus.jsonl --gate metrics/validate.json \
         --prompt prompts/oracle.md --labeled data/labeled/labeled.jsonl \
@@ -14,10 +17,12 @@ from collections import Counter
 from pathlib import Path
 
 from distillery.cache import Journal
-from distillery.llm import Engine
-from distillery.oracle import OraclePrompt, annotate, label_all, validate_scores
+from distillery.llm import BudgetExceeded, Engine
+from distillery.oracle import OraclePrompt, annotate, label_all, plan_labels, validate_scores
 from distillery.params import BaseParams, FilterParams, LabelParams, load_section, seed_everything
 from distillery.records import load_records, write_json, write_records
+
+RAW_CORPUS = Path("data/raw/corpus.jsonl")  # a dry run before regenerate has run estimates from the raw corpus
 
 
 def main():
@@ -25,6 +30,7 @@ def main():
     for name in ("corpus", "gate", "prompt", "labeled", "failures", "metrics"):
         ap.add_argument(f"--{name}", required=True, type=Path)
     ap.add_argument("--params", default="params.yaml", type=Path)
+    ap.add_argument("--dry-run", action="store_true", help="print the plan (calls, tokens, cost); call nothing")
     args = ap.parse_args()
 
     base = load_section(args.params, "base", BaseParams)
@@ -32,14 +38,15 @@ def main():
     cfg = load_section(args.params, "label", LabelParams)
     seed_everything(base.seed)
 
-    gate = json.loads(args.gate.read_text())
-    if gate["verdict"] == "FAIL" and not cfg.proceed_on_fail:
+    gate = json.loads(args.gate.read_text()) if args.gate.exists() or not args.dry_run else {"verdict": "unknown"}
+    if gate["verdict"] == "FAIL" and not cfg.proceed_on_fail and not args.dry_run:
         raise SystemExit(f"label: refusing to label: validation verdict is FAIL ({'; '.join(gate['reasons'])}). "
                          "Fix prompts/oracle.md and rerun, or set label.proceed_on_fail: true in params.yaml.")
-    if gate["verdict"] != "PASS":
+    if gate["verdict"] != "PASS" and not args.dry_run:
         print(f"label: WARNING: validation verdict is {gate['verdict']}; labeling anyway")
 
-    records = load_records(args.corpus)
+    corpus = args.corpus if args.corpus.exists() or not args.dry_run else RAW_CORPUS
+    records = load_records(corpus)
     kept, todo = [], []
     for r in records:
         if "labels" in r and not cfg.relabel:
@@ -48,9 +55,21 @@ def main():
             kept.append(annotate(r, labels, filt, r.get("oracle") or {"provider": "existing"}))
         else:
             todo.append(r)
-    engine = Engine.for_stage(base.oracle, base.state_dir, max_retries=cfg.max_retries)
+    engine = Engine.for_stage(base.oracle, base, max_retries=cfg.max_retries, budget_usd=cfg.budget_usd)
     journal = Journal(Path(base.state_dir) / "journal" / "label.jsonl")
-    labeled, failures = label_all(todo, engine, OraclePrompt(args.prompt), filt, journal=journal)
+    prompt = OraclePrompt(args.prompt)
+    if args.dry_run:
+        plan = plan_labels(todo, engine, prompt, filt, journal=journal)
+        print("PLAN " + json.dumps({"stage": "label", "corpus": str(corpus),
+                                    "kept_existing_labels": len(kept), "validation_verdict": gate["verdict"],
+                                    "budget_usd": cfg.budget_usd, **plan}))
+        return
+    try:
+        labeled, failures = label_all(todo, engine, prompt, filt, journal=journal, parse_retries=cfg.parse_retries)
+    except BudgetExceeded as exc:
+        print(f"label: stopped: {exc}. Spent ${engine.stats.cost_usd:.4f} in {engine.stats.calls} calls. "
+              "Every label so far is journaled: raise label.budget_usd, or run again to spend another budget.")
+        raise SystemExit(3) from None
 
     by_id = {r["id"]: r for r in kept + labeled}
     ordered = [by_id[r["id"]] for r in records if r["id"] in by_id]  # corpus order, whatever the source
@@ -64,7 +83,7 @@ def main():
         "mean_score": round(sum(r["score"] for r in ordered) / max(1, len(ordered)), 4),
         "validation_verdict": gate["verdict"], **engine.stats.as_metrics()})
     print(f"label: {len(ordered)} labeled ({len(kept)} kept), {len(failures)} failures, "
-          f"{engine.stats.calls} model calls, {engine.stats.cache_hits} cache hits")
+          f"{engine.stats.calls} model calls, {engine.stats.cache_hits} cache hits, ${engine.stats.cost_usd:.4f}")
 
 
 if __name__ == "__main__":

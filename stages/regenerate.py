@@ -13,10 +13,10 @@ from pathlib import Path
 
 from distillery.cache import Journal
 from distillery.diversity import diversity_metrics
-from distillery.llm import Engine
+from distillery.llm import BudgetExceeded, Engine
 from distillery.params import BaseParams, DiversityParams, RegenerateParams, load_section, seed_everything
 from distillery.records import load_records, read_jsonl, subject_text, write_json, write_records
-from distillery.regeneration import RegeneratePrompt, regenerate_all
+from distillery.regeneration import RegeneratePrompt, plan_rewrites, regenerate_all
 from distillery.templates import match_patterns, template_rate
 
 
@@ -25,6 +25,7 @@ def main():
     for name in ("corpus", "flagged", "patterns", "style", "prompt", "out", "metrics"):
         ap.add_argument(f"--{name}", required=True, type=Path)
     ap.add_argument("--params", default="params.yaml", type=Path)
+    ap.add_argument("--dry-run", action="store_true", help="print the plan (calls, tokens, cost); call nothing")
     args = ap.parse_args()
 
     base = load_section(args.params, "base", BaseParams)
@@ -33,16 +34,30 @@ def main():
     seed_everything(base.seed)
 
     records = load_records(args.corpus)
-    flagged = {r["id"]: r["patterns"] for _, r in read_jsonl(args.flagged)}
-    patterns = [p for p in json.loads(args.patterns.read_text()) if p["count"]]
+    if args.dry_run and not args.flagged.exists():  # detect_templates has not run: at most every record
+        flagged = {r["id"]: [] for r in records}
+    else:
+        flagged = {r["id"]: r["patterns"] for _, r in read_jsonl(args.flagged)}
+    patterns = [p for p in json.loads(args.patterns.read_text()) if p["count"]] if args.patterns.exists() else []
     style = defaultdict(list)
     for _, example in read_jsonl(args.style):
         style[example["persona"]].append(example["text"])
 
-    engine = Engine.for_stage(base.generator, base.state_dir)
+    engine = Engine.for_stage(base.generator, base, max_retries=cfg.max_retries, budget_usd=cfg.budget_usd)
     journal = Journal(Path(base.state_dir) / "journal" / "regenerate.jsonl")
-    out = regenerate_all(records, flagged, patterns, style, engine, RegeneratePrompt(args.prompt), cfg,
-                         base.seed, journal=journal, div=div)
+    prompt = RegeneratePrompt(args.prompt)
+    if args.dry_run:
+        plan = plan_rewrites(records, flagged, patterns, style, engine, prompt, cfg, base.seed, journal=journal)
+        print("PLAN " + json.dumps({"stage": "regenerate", "flagged_known": args.flagged.exists(),
+                                    "budget_usd": cfg.budget_usd, **plan}))
+        return
+    try:
+        out = regenerate_all(records, flagged, patterns, style, engine, prompt, cfg, base.seed,
+                             journal=journal, div=div)
+    except BudgetExceeded as exc:
+        print(f"regenerate: stopped: {exc}. Spent ${engine.stats.cost_usd:.4f} in {engine.stats.calls} calls. "
+              "Every rewrite so far is journaled: raise regenerate.budget_usd, or run again to spend another budget.")
+        raise SystemExit(3) from None
     write_records(args.out, out)
 
     before = [subject_text(r) for r in records]

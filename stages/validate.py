@@ -12,7 +12,7 @@ from pathlib import Path
 
 from distillery.calibration import assess, stratified_sample
 from distillery.llm import Engine
-from distillery.oracle import OraclePrompt, label_all
+from distillery.oracle import OraclePrompt, label_all, plan_labels
 from distillery.params import BaseParams, FilterParams, SampleParams, load_section, seed_everything
 from distillery.records import load_records, write_json, write_records
 
@@ -23,6 +23,7 @@ def main():
                  "report", "metrics"):
         ap.add_argument(f"--{name.replace('_', '-')}", dest=name, required=True, type=Path)
     ap.add_argument("--params", default="params.yaml", type=Path)
+    ap.add_argument("--dry-run", action="store_true", help="print the plan (calls, tokens, cost); call nothing")
     args = ap.parse_args()
 
     base = load_section(args.params, "base", BaseParams)
@@ -33,9 +34,13 @@ def main():
         raise SystemExit("validate.seed must differ from calibrate.seed: validation needs a fresh sample")
     seed_everything(base.seed)
 
-    exclude = {r["id"] for r in load_records(args.calibration_sample)}
+    # A dry run before calibrate has run cannot exclude its sample; the estimate is the same size.
+    exclude = {r["id"] for r in load_records(args.calibration_sample)} if args.calibration_sample.exists() else set()
     sample = stratified_sample(load_records(args.corpus), cfg, exclude=exclude)
-    engine = Engine.for_stage(base.oracle, base.state_dir)
+    engine = Engine.for_stage(base.oracle, base)
+    if args.dry_run:
+        print("PLAN " + json.dumps({"stage": "validate", **plan_labels(sample, engine, OraclePrompt(args.prompt), filt)}))
+        return
     labeled, failures = label_all(sample, engine, OraclePrompt(args.prompt), filt, desc="validate")
     calibration = json.loads(args.calibration_metrics.read_text())
     metrics, report = assess("Oracle validation (fresh sample)", sample, labeled, failures, filt,

@@ -38,7 +38,7 @@ def test_json_oracle_labels_and_records_unparseable_reply_as_failure(filt, make_
     good = json.dumps({"scores": {"relevance": 9, "groundedness": 8, "style": 7}})
     engine = make_engine(responses=[good, "not json at all"], model="fake-json")
     records = [conversation("a", "Sunny."), conversation("b", "Rainy.")]
-    labeled, failures = label_all(records, engine, PROMPT, filt, batch_size=2)
+    labeled, failures = label_all(records, engine, PROMPT, filt, parse_retries=0)
     assert [r["id"] for r in labeled] == ["a"]
     assert labeled[0]["labels"] == {"relevance": 9.0, "groundedness": 8.0, "style": 7.0}
     assert labeled[0]["score"] == pytest.approx(8.3) and labeled[0]["tier"] == "high"
@@ -46,6 +46,30 @@ def test_json_oracle_labels_and_records_unparseable_reply_as_failure(filt, make_
     assert failures == [{"id": "b", "stage_reason": "parse_failed", "error": "no JSON object in the reply",
                          "raw": "not json at all"}]
     assert labeled[0]["messages"] == records[0]["messages"]  # no field the label stage does not own is dropped
+
+
+def test_an_invalid_reply_is_asked_again_with_a_new_sample_then_recorded(filt, make_engine):
+    good = json.dumps({"scores": {"relevance": 9, "groundedness": 8, "style": 7}})
+    missing = json.dumps({"scores": {"relevance": 9, "groundedness": 8}})
+    engine = make_engine(responses=[missing, good], model="fake-json")
+    labeled, failures = label_all([conversation("a", "Sunny.")], engine, PROMPT, filt, parse_retries=1)
+    assert not failures and labeled[0]["labels"]["style"] == 7.0
+    assert [c["seed"] for c in engine.provider.calls] == [0, 1]  # a new sample: a new cache key, not a hit
+    assert engine.provider.calls[0]["schema"]["properties"]["scores"]["required"] == list(filt.dimensions)
+
+    engine = make_engine(responses=[missing, missing], model="fake-json")
+    labeled, failures = label_all([conversation("b", "Rainy.")], engine, PROMPT, filt, parse_retries=1)
+    assert labeled == [] and failures[0]["stage_reason"] == "parse_failed"
+    assert failures[0]["error"] == "dimension 'style' missing" and failures[0]["raw"] == missing
+
+
+def test_a_number_written_as_a_string_is_repaired_anything_else_is_not(filt):
+    from distillery.oracle import validate_scores
+    assert validate_scores({"relevance": "7", "groundedness": " 8.5 ", "style": 3}, filt)["groundedness"] == 8.5
+    with pytest.raises(ParseError, match="not a number"):
+        validate_scores({"relevance": "seven", "groundedness": 8, "style": 3}, filt)
+    with pytest.raises(ParseError, match="outside"):
+        validate_scores({"relevance": 11, "groundedness": 8, "style": 3}, filt)
 
 
 def test_score_oracle_uses_token_probabilities(filt, make_engine):

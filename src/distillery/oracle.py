@@ -10,7 +10,7 @@ import json
 import re
 from pathlib import Path
 
-from distillery.llm import CallFailed, Engine
+from distillery.llm import BudgetExceeded, CallFailed, Engine
 from distillery.params import FilterParams
 from distillery.records import render_context, subject_text
 from distillery.scoring import tier_of, weighted_score
@@ -52,6 +52,16 @@ def build_messages(record: dict, prompt: OraclePrompt, filt: FilterParams, *, js
             {"role": "user", "content": prompt.user.format(**values)}]
 
 
+def reply_schema(filt: FilterParams) -> dict:
+    """The JSON schema of an oracle reply, for providers that can enforce one (tools, JSON schema)."""
+    dim = {"type": "number", "minimum": filt.scale_min, "maximum": filt.scale_max}
+    return {"type": "object", "additionalProperties": False, "required": ["scores", "reasoning"],
+            "properties": {"scores": {"type": "object", "additionalProperties": False,
+                                      "required": list(filt.dimensions),
+                                      "properties": {name: dim for name in filt.dimensions}},
+                           "reasoning": {"type": "string"}}}
+
+
 def parse_scores(text: str, filt: FilterParams) -> tuple[dict[str, float], str]:
     """(scores, reasoning) from a JSON reply; ParseError says what was wrong."""
     match = re.search(r"\{.*\}", text, flags=re.S)  # tolerate prose or code fences around the JSON
@@ -68,11 +78,18 @@ def parse_scores(text: str, filt: FilterParams) -> tuple[dict[str, float], str]:
 
 
 def validate_scores(scores: dict, filt: FilterParams) -> dict[str, float]:
+    """Every dimension present, numeric and in range. The one safe repair: a number written as a
+    string ("7", " 7.5 ") is read as that number. Nothing is clamped, guessed or defaulted."""
     out = {}
     for name in filt.dimensions:
         if name not in scores:
             raise ParseError(f"dimension {name!r} missing")
         value = scores[name]
+        if isinstance(value, str):
+            try:
+                value = float(value.strip())
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ParseError(f"dimension {name!r} is not a number: {value!r}")
         if not filt.scale_min <= value <= filt.scale_max:
@@ -86,16 +103,19 @@ def annotate(record: dict, labels: dict[str, float], filt: FilterParams, oracle:
     return {**record, "labels": labels, "score": score, "tier": tier_of(score, filt), "oracle": oracle}
 
 
-def label_batch(records: list[dict], engine: Engine, prompt: OraclePrompt, filt: FilterParams):
-    """Yield (record, labeled record or None, failure or None) for each record, in order."""
+def label_replies(records: list[dict], engine: Engine, prompt: OraclePrompt, filt: FilterParams,
+                  attempt: int = 0):
+    """Yield (record, labeled record or None, failure or None) for each record, as calls settle.
+
+    A local model is scored from its token probabilities; a hosted one is asked for JSON against
+    reply_schema(filt). `attempt` > 0 asks again with a new sample index (a new cache key)."""
     use_score = engine.provider.supports_score
-    batch = [build_messages(r, prompt, filt, json_reply=not use_score, context_chars=engine.spec.context_chars)
-             for r in records]
-    if use_score:
-        replies = engine.score_many(batch, fields=list(filt.dimensions), low=filt.scale_min, high=filt.scale_max)
-    else:
-        replies = engine.complete_many(batch, temperature=engine.spec.temperature)
-    for record, reply in zip(records, replies):
+    kind, batch, opts = _oracle_calls(records, engine, prompt, filt, attempt)
+    for i, reply in engine.run(kind, batch, opts):
+        record = records[i]
+        if isinstance(reply, BudgetExceeded):
+            yield record, None, {"id": record["id"], "stage_reason": "budget", "error": str(reply)}
+            continue
         if isinstance(reply, CallFailed):
             yield record, None, {"id": record["id"], "stage_reason": "call_failed", "error": str(reply)}
             continue
@@ -113,41 +133,70 @@ def label_batch(records: list[dict], engine: Engine, prompt: OraclePrompt, filt:
         yield record, annotate(record, labels, filt, oracle), None
 
 
-def label_all(records: list[dict], engine: Engine, prompt: OraclePrompt, filt: FilterParams, *,
-              journal=None, batch_size: int = 16, desc: str = "label"):
-    """Label every record; return (labeled, failures), both in corpus order.
+def _oracle_calls(records, engine: Engine, prompt: OraclePrompt, filt: FilterParams, attempt: int = 0):
+    """(kind, messages, opts) of the calls that label `records`."""
+    use_score = engine.provider.supports_score
+    batch = [build_messages(r, prompt, filt, json_reply=not use_score, context_chars=engine.spec.context_chars)
+             for r in records]
+    if use_score:
+        return "score", batch, engine.score_opts(len(batch), fields=list(filt.dimensions), low=filt.scale_min,
+                                                 high=filt.scale_max)
+    return "complete", batch, engine.complete_opts(len(batch), samples=[attempt] * len(batch),
+                                                   schema=reply_schema(filt))
 
-    With a journal, each result is appended as soon as it exists, and records already in the journal
-    (same record, prompt, filter and oracle) are taken from it: a killed run resumes where it stopped.
-    """
-    from tqdm import tqdm
 
+def _journal_split(records, engine, prompt, filt, journal):
+    """(results taken from the journal, records still to label, journal keys)."""
     from distillery.cache import content_key
 
     def key(record):
-        return content_key(record=record, prompt=prompt.hash, filter=repr(filt), spec=repr(engine.spec))
+        return content_key(record=record, prompt=prompt.hash, filter=repr(filt), spec=engine.spec.identity())
 
     done = journal.load() if journal else {}
     keys = {r["id"]: key(r) for r in records} if journal else {}
-    results: dict[str, dict] = {}
-    todo = []
-    for r in records:
-        if keys.get(r["id"]) in done:
-            results[r["id"]] = done[keys[r["id"]]]
-        else:
-            todo.append(r)
+    results = {r["id"]: done[keys[r["id"]]] for r in records if keys.get(r["id"]) in done}
+    return results, [r for r in records if r["id"] not in results], keys
+
+
+def plan_labels(records: list[dict], engine: Engine, prompt: OraclePrompt, filt: FilterParams, journal=None) -> dict:
+    """The calls, tokens and cost that label_all would spend now, counting journal and cache hits."""
+    done, todo, _ = _journal_split(records, engine, prompt, filt, journal)
+    kind, batch, opts = _oracle_calls(todo, engine, prompt, filt)
+    return {"records": len(records), "journal_hits": len(done), **engine.estimate(kind, batch, opts)}
+
+
+def label_all(records: list[dict], engine: Engine, prompt: OraclePrompt, filt: FilterParams, *,
+              journal=None, parse_retries: int = 1, desc: str = "label"):
+    """Label every record; return (labeled, failures), both in corpus order.
+
+    With a journal, each label is appended as soon as it exists, and records already in the journal
+    (same record, prompt, filter and oracle) are taken from it: a killed run resumes where it stopped.
+    A reply that fails validation is asked again up to `parse_retries` times; what still fails is a
+    failure with its reason and raw text. Failures are not journaled: the next run tries them again.
+    Raises BudgetExceeded when the budget stopped the engine, after journaling all that was done.
+    """
+    from tqdm import tqdm
+
+    results, todo, keys = _journal_split(records, engine, prompt, filt, journal)
     engine.stats.journal_hits += len(records) - len(todo)
-    # Similar lengths batch together, so a batch pads little (results go back in corpus order).
+    # Similar lengths batch together, so a local model's batch pads little (results go back in corpus order).
     todo.sort(key=lambda r: len(subject_text(r)) + len(render_context(r, engine.spec.context_chars)))
     with tqdm(total=len(records), initial=len(records) - len(todo), desc=desc, unit="rec",
               disable=None, mininterval=2) as bar:
-        for start in range(0, len(todo), batch_size):
-            for record, labeled, failure in label_batch(todo[start:start + batch_size], engine, prompt, filt):
-                entry = {"labeled": labeled} if labeled else {"failure": failure}
-                results[record["id"]] = entry
-                if journal and labeled:  # failures are not journaled: the next run tries them again
-                    journal.append(keys[record["id"]], entry)
+        for attempt in range(parse_retries + 1):
+            again = []
+            for record, labeled, failure in label_replies(todo, engine, prompt, filt, attempt):
+                if failure and failure["stage_reason"] == "parse_failed" and attempt < parse_retries:
+                    again.append(record)
+                    continue
+                results[record["id"]] = {"labeled": labeled} if labeled else {"failure": failure}
+                if journal and labeled:
+                    journal.append(keys[record["id"]], results[record["id"]])
                 bar.update(1)
+            todo = again
+    stopped = [f for f in (e.get("failure") for e in results.values()) if f and f["stage_reason"] == "budget"]
+    if stopped:
+        raise BudgetExceeded(f"{engine.stopped}; {len(stopped)} of {len(records)} records not labeled yet")
     labeled = [results[r["id"]]["labeled"] for r in records if "labeled" in results[r["id"]]]
     failures = [results[r["id"]]["failure"] for r in records if "failure" in results[r["id"]]]
     return labeled, failures

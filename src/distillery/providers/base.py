@@ -1,19 +1,34 @@
 """The one interface every LLM implements.
 
-    complete(messages, *, temperature, max_tokens, seed) -> Completion
+    complete(messages, *, temperature, max_tokens, seed, schema) -> Completion
     score(messages, *, fields, low, high) -> Completion with .scores   (only where supports_score)
 
 A provider is one small module; its SDK is imported inside it, lazily, so importing distillery
-stays fast and a provider you do not use needs nothing installed.
+stays fast and a provider you do not use needs nothing installed. Hosted providers turn every SDK
+error into a ProviderError that says whether a retry can help and how long the server asked to wait;
+the engine (distillery.llm) owns retries, rate limits and fallback, so SDK-level retries are off.
 """
 from __future__ import annotations
 
 import importlib
+import os
 from dataclasses import asdict, dataclass, field
 
 
 class ProviderError(RuntimeError):
-    """A provider failed in a way that is worth retrying (overload, timeout, transient error)."""
+    """A failed call. `retryable`: overload, rate limit, timeout, 5xx, a torn reply; not a bad key
+    or a bad request. `retry_after`: seconds the server asked for (Retry-After), when it did."""
+
+    def __init__(self, message: str, *, retryable: bool = True, retry_after: float | None = None,
+                 status: int | None = None):
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.status = status
+
+
+class SetupError(RuntimeError):
+    """A missing key, SDK or setting: no retry or fallback can help; the message says what to do."""
 
 
 @dataclass
@@ -37,20 +52,25 @@ class Completion:
 class Provider:
     name = "base"
     supports_score = False
+    batches_on_device = False  # True: complete_batch runs one forward pass; False: the engine fans out calls
 
     def __init__(self, model: str, base_url: str | None = None):
         self.model = model
         self.base_url = base_url
 
     def complete(self, messages: list[dict], *, temperature: float | None = None,
-                 max_tokens: int | None = None, seed: int | None = None) -> Completion:
+                 max_tokens: int | None = None, seed: int | None = None,
+                 schema: dict | None = None) -> Completion:
+        """`schema`: a JSON schema the reply must follow; the provider asks for JSON its best way
+        (a forced tool call, JSON-schema or JSON mode) and returns the JSON as `text`."""
         raise NotImplementedError
 
     def complete_batch(self, batch: list[list[dict]], *, temperature: float | None = None,
-                       max_tokens: int | None = None, seeds: list[int] | None = None) -> list[Completion]:
+                       max_tokens: int | None = None, seeds: list[int] | None = None,
+                       schema: dict | None = None) -> list[Completion]:
         """Several independent completions; providers that can batch on device override this."""
         seeds = seeds or [None] * len(batch)
-        return [self.complete(m, temperature=temperature, max_tokens=max_tokens, seed=s)
+        return [self.complete(m, temperature=temperature, max_tokens=max_tokens, seed=s, schema=schema)
                 for m, s in zip(batch, seeds)]
 
     def score(self, messages: list[dict], *, fields: list[str], low: float, high: float) -> Completion:
@@ -60,15 +80,72 @@ class Provider:
         return [self.score(m, fields=fields, low=low, high=high) for m in batch]
 
 
+def api_key(var: str, provider: str, *, required: bool = True) -> str | None:
+    """The key from the environment or a .env file in the working directory; never from params."""
+    if var not in os.environ:
+        from dotenv import load_dotenv
+
+        load_dotenv(override=False)  # .env fills only what the environment lacks
+    key = os.environ.get(var)
+    if not key and required:
+        raise SetupError(f"provider {provider!r} needs an API key: set {var} in the environment or in .env")
+    return key or None
+
+
+def import_sdk(module: str, pip_name: str, provider: str):
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise SetupError(f"provider {provider!r} needs the {pip_name!r} package: pip install {pip_name}") from None
+
+
+RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529}
+
+
+def classify(exc: Exception, provider: str) -> ProviderError:
+    """Any SDK's exception as a ProviderError. SDKs differ in names but agree on the shape: an HTTP
+    status on the exception or its response, headers on the response, timeouts named as such."""
+    if isinstance(exc, ProviderError):
+        return exc
+    response = getattr(exc, "response", None) or getattr(exc, "raw_response", None)
+    status = getattr(exc, "status_code", None) or getattr(response, "status_code", None)
+    retry_after = None
+    headers = getattr(response, "headers", None)
+    if headers is not None:
+        value = headers.get("retry-after")
+        try:
+            retry_after = float(value) if value is not None else None
+        except ValueError:
+            retry_after = None  # an HTTP date: fall back to backoff
+    kind = type(exc).__name__
+    text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else kind
+    if isinstance(status, int) and status >= 400:
+        retryable = status in RETRYABLE_STATUS or status >= 500
+        hint = {401: " (check the API key)", 403: " (check the key's permissions)",
+                404: " (check the model name and base_url)"}.get(status, "")
+        return ProviderError(f"{provider}: HTTP {status}: {text}{hint}", retryable=retryable,
+                             retry_after=retry_after, status=status)
+    # No status: a timeout, a dropped connection, or a 200 whose body would not decode (truncated,
+    # not JSON). All are transient from here, so all are retried.
+    if isinstance(exc, (ValueError, AttributeError, KeyError, TypeError)):
+        return ProviderError(f"{provider}: unreadable reply body ({kind}: {text})", retryable=True)
+    return ProviderError(f"{provider}: {kind}: {text}", retryable=True)
+
+
 # name -> "module:Class"; modules are imported only when the provider is asked for.
 REGISTRY = {
     "local": "distillery.providers.local:LocalProvider",
     "fake": "distillery.providers.fake:FakeProvider",
+    "anthropic": "distillery.providers.anthropic:AnthropicProvider",
+    "mistral": "distillery.providers.mistral:MistralProvider",
+    "together": "distillery.providers.openai_compat:TogetherProvider",
+    "openai_compat": "distillery.providers.openai_compat:OpenAICompatProvider",
+    "huggingface": "distillery.providers.huggingface:HuggingFaceProvider",
 }
 
 
 def get_provider(name: str, model: str, base_url: str | None = None, **options) -> Provider:
-    """A provider by name; `options` are provider-specific (the local provider's dtype)."""
+    """A provider by name; `options` are provider-specific (the local provider's dtype, a timeout)."""
     if name not in REGISTRY:
         raise ValueError(f"unknown provider {name!r}; available: {', '.join(sorted(REGISTRY))}")
     module, cls = REGISTRY[name].split(":")

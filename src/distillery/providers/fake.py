@@ -18,6 +18,7 @@ from distillery.providers.base import Completion, Provider, ProviderError
 
 class FakeProvider(Provider):
     name = "fake"
+    batches_on_device = True  # answers a batch in-process, like the local model
 
     def __init__(self, model: str = "fake", base_url: str | None = None, responses: list | None = None):
         super().__init__(model, base_url)
@@ -44,8 +45,9 @@ class FakeProvider(Provider):
             return item
         return None
 
-    def complete(self, messages, *, temperature=None, max_tokens=None, seed=None) -> Completion:
-        queued = self._next("complete", messages, temperature=temperature, max_tokens=max_tokens, seed=seed)
+    def complete(self, messages, *, temperature=None, max_tokens=None, seed=None, schema=None) -> Completion:
+        queued = self._next("complete", messages, temperature=temperature, max_tokens=max_tokens, seed=seed,
+                            schema=schema)
         if queued is None:
             rng = self._rng([messages, seed])
             prompt = messages[-1]["content"]

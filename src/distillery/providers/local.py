@@ -71,6 +71,7 @@ def load_causal_lm(spec: str, dtype: str = "auto"):
 class LocalProvider(Provider):
     name = "local"
     supports_score = True
+    batches_on_device = True
 
     def __init__(self, model: str, base_url: str | None = None, dtype: str = "auto"):
         super().__init__(model, base_url)
@@ -88,10 +89,13 @@ class LocalProvider(Provider):
         text = tok.apply_chat_template(messages, add_generation_prompt=generation_prompt, tokenize=False)
         return tok.encode(text, add_special_tokens=False)
 
-    def complete(self, messages, *, temperature=None, max_tokens=None, seed=None) -> Completion:
+    def complete(self, messages, *, temperature=None, max_tokens=None, seed=None, schema=None) -> Completion:
         return self.complete_batch([messages], temperature=temperature, max_tokens=max_tokens, seeds=[seed])[0]
 
-    def complete_batch(self, batch, *, temperature=None, max_tokens=None, seeds=None) -> list[Completion]:
+    def complete_batch(self, batch, *, temperature=None, max_tokens=None, seeds=None,
+                       schema=None) -> list[Completion]:
+        # `schema` cannot constrain plain generation here; the prompt asks for JSON and the engine
+        # validates the reply. (The oracle uses score() on this provider anyway.)
         import torch
 
         tok, lm = self._load()

@@ -1,0 +1,88 @@
+"""`make plan`: what the next `dvc repro` would spend on LLM calls, before anything is paid.
+
+    python -m distillery.plan [--json]
+
+Asks `dvc status` which stages would run (with everything downstream of them), then runs each
+LLM stage's own command from dvc.yaml with --dry-run: the stage builds its real prompts and counts
+journal and cache hits, so the estimate is of this run, not of a run from scratch. Output tokens are
+counted at max_tokens and regenerate at max_attempts, so the cost is an upper bound.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+
+import yaml
+
+LLM_STAGES = ("calibrate", "validate", "regenerate", "label")
+
+
+def stages_to_run(dvc_yaml: dict) -> list[str]:
+    """Stages `dvc repro` would run: those `dvc status` reports, and every stage downstream of them."""
+    out = subprocess.run(["dvc", "status", "--json"], capture_output=True, text=True, check=True).stdout
+    changed = {name.split(":")[-1] for name in json.loads(out or "{}")}
+    stages = dvc_yaml["stages"]
+    outs_of = {name: {str(o if isinstance(o, str) else next(iter(o))) for o in s.get("outs", []) + s.get("metrics", [])}
+               for name, s in stages.items()}
+    grew = True
+    while grew:  # a stage whose dep is an out of a stage that runs, runs too
+        grew = False
+        for name, s in stages.items():
+            deps = {str(d) for d in s.get("deps", [])}
+            if name not in changed and any(deps & outs_of[c] for c in changed if c in outs_of):
+                changed.add(name)
+                grew = True
+    return [name for name in stages if name in changed]
+
+
+def dry_run(cmd: str) -> dict:
+    proc = subprocess.run(shlex.split(cmd) + ["--dry-run"], capture_output=True, text=True)
+    if proc.returncode:
+        raise SystemExit(f"plan: `{cmd} --dry-run` failed:\n{proc.stderr.strip()}")
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("PLAN ")), None)
+    if line is None:
+        raise SystemExit(f"plan: `{cmd} --dry-run` printed no plan")
+    return json.loads(line[5:])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--json", action="store_true", help="print the plan as JSON")
+    args = ap.parse_args()
+    with open("dvc.yaml", encoding="utf-8") as fh:
+        dvc_yaml = yaml.safe_load(fh)
+    run = stages_to_run(dvc_yaml)
+    plans = [dry_run(dvc_yaml["stages"][name]["cmd"]) for name in run if name in LLM_STAGES]
+    total = {k: sum(p.get(k, 0) for p in plans) for k in ("calls", "cache_hits", "journal_hits", "input_tokens",
+                                                           "output_tokens_max")}
+    total["cost_usd_max"] = round(sum(p["cost_usd_max"] for p in plans), 4)
+    total["calls_max"] = sum(p.get("calls_max", p["calls"]) for p in plans)
+    if args.json:
+        print(json.dumps({"stages_to_run": run, "llm_stages": plans, "total": total}, indent=2, sort_keys=True))
+        return
+    print(f"dvc repro would run: {', '.join(run) or 'nothing (everything is up to date)'}")
+    if not plans:
+        return
+    print(f"\n{'stage':<11} {'provider':<40} {'records':>7} {'journal':>7} {'cached':>7} {'calls':>7} "
+          f"{'in tok':>9} {'out tok≤':>9} {'cost≤ USD':>10}")
+    for p in plans:
+        calls = f"{p['calls']}" + (f"-{p['calls_max']}" if p.get("calls_max", p["calls"]) != p["calls"] else "")
+        cost = f"{p['cost_usd_max']:.4f}" + ("" if p["priced"] else " (no price)")
+        print(f"{p['stage']:<11} {p['provider'][:40]:<40} {p['records']:>7} {p['journal_hits']:>7} "
+              f"{p['cache_hits']:>7} {calls:>7} {p['input_tokens']:>9} {p['output_tokens_max']:>9} {cost:>10}")
+    print(f"{'total':<11} {'':<40} {'':>7} {total['journal_hits']:>7} {total['cache_hits']:>7} "
+          f"{total['calls']:>7} {total['input_tokens']:>9} {total['output_tokens_max']:>9} {total['cost_usd_max']:>10.4f}")
+    notes = [f"{p['stage']}: estimated from {p['corpus']} (its input does not exist yet)" for p in plans
+             if p.get("corpus") and p["corpus"].startswith("data/raw")]
+    notes += [f"{p['stage']}: detect_templates has not run; counted every record as flagged" for p in plans
+              if p.get("flagged_known") is False]
+    notes += [f"{p['stage']}: no price for this model in base.prices; cost not known" for p in plans if not p["priced"]]
+    for n in notes:
+        print(f"note: {n}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

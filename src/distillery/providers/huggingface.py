@@ -1,0 +1,47 @@
+"""Hugging Face inference through huggingface_hub's InferenceClient (HF_TOKEN).
+
+    oracle: {provider: huggingface, model: Qwen/Qwen2.5-72B-Instruct}                 # serverless
+    oracle: {provider: huggingface, model: tgi, base_url: https://xyz.endpoints.huggingface.cloud}
+
+With base_url (an Inference Endpoint or a TGI server) the client talks to it directly.
+Structured output is the JSON-schema response format, which TGI enforces as a grammar.
+"""
+from __future__ import annotations
+
+from distillery.providers.base import Completion, Provider, SetupError, api_key, classify, import_sdk
+
+
+class HuggingFaceProvider(Provider):
+    name = "huggingface"
+
+    def __init__(self, model: str, base_url: str | None = None, timeout_s: float = 60.0):
+        super().__init__(model, base_url)
+        key = api_key("HF_TOKEN", self.name)
+        sdk = import_sdk("huggingface_hub", "huggingface_hub", self.name)
+        target = {"base_url": base_url} if base_url else {"model": model}
+        self.client = sdk.InferenceClient(token=key, timeout=timeout_s, **target)
+
+    def complete(self, messages, *, temperature=None, max_tokens=None, seed=None, schema=None) -> Completion:
+        kwargs = {k: v for k, v in {"temperature": temperature, "max_tokens": max_tokens, "seed": seed}.items()
+                  if v is not None}
+        if schema is not None:
+            kwargs["response_format"] = {"type": "json_schema",
+                                         "json_schema": {"name": "reply", "schema": schema, "strict": True}}
+        try:
+            reply = self.client.chat_completion(messages, model=None if self.base_url else self.model, **kwargs)
+            text = reply.choices[0].message.content or ""
+        except sdk_offline() as exc:
+            raise SetupError(f"huggingface: {exc} (the Makefile sets HF_HUB_OFFLINE=1 for the offline demo; "
+                             "unset it, or run with HF_HUB_OFFLINE=0, to call Hugging Face)") from None
+        except Exception as exc:  # noqa: BLE001 - every SDK error becomes a ProviderError
+            raise classify(exc, self.name) from exc
+        usage = reply.usage
+        return Completion(text, getattr(usage, "prompt_tokens", 0) or 0,
+                          getattr(usage, "completion_tokens", 0) or 0, self.name, self.model,
+                          meta={"finish_reason": reply.choices[0].finish_reason})
+
+
+def sdk_offline():
+    from huggingface_hub.errors import OfflineModeIsEnabled
+
+    return OfflineModeIsEnabled
