@@ -98,8 +98,19 @@ class MockAPI:
             return True
         return False
 
+    def wait_idle(self, timeout_s: float = 10.0) -> None:
+        """Wait for requests still being answered (a slow one its client gave up on) to finish."""
+        deadline = time.monotonic() + timeout_s
+        while self.in_flight and time.monotonic() < deadline:
+            time.sleep(0.02)
+
     def answer(self, path: str, req: dict, raw: str) -> tuple[int, dict, str]:
-        anthropic = path.rstrip("/").endswith("/messages")
+        path = path.split("?")[0].rstrip("/")
+        if path not in ("/v1/messages", "/v1/chat/completions"):
+            with self.lock:
+                self.statuses[404] += 1
+            return 404, {}, json.dumps({"error": {"message": f"no route {path}"}})
+        anthropic = path.endswith("/messages")
         prompt = _prompt_text(req)
         with self.lock:
             self.bodies.append(raw)

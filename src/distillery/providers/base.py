@@ -83,9 +83,9 @@ class Provider:
 def api_key(var: str, provider: str, *, required: bool = True) -> str | None:
     """The key from the environment or a .env file in the working directory; never from params."""
     if var not in os.environ:
-        from dotenv import load_dotenv
+        from dotenv import find_dotenv, load_dotenv
 
-        load_dotenv(override=False)  # .env fills only what the environment lacks
+        load_dotenv(find_dotenv(usecwd=True), override=False)  # .env fills only what the environment lacks
     key = os.environ.get(var)
     if not key and required:
         raise SetupError(f"provider {provider!r} needs an API key: set {var} in the environment or in .env")
@@ -127,7 +127,7 @@ def classify(exc: Exception, provider: str) -> ProviderError:
                              retry_after=retry_after, status=status)
     # No status: a timeout, a dropped connection, or a 200 whose body would not decode (truncated,
     # not JSON). All are transient from here, so all are retried.
-    if isinstance(exc, (ValueError, AttributeError, KeyError, TypeError)):
+    if isinstance(exc, (ValueError, AttributeError, KeyError, TypeError)) or isinstance(status, int):
         return ProviderError(f"{provider}: unreadable reply body ({kind}: {text})", retryable=True)
     return ProviderError(f"{provider}: {kind}: {text}", retryable=True)
 
