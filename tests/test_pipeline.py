@@ -23,9 +23,9 @@ TINY = {
 }
 
 
-def run(cmd, cwd, check=True):
+def run(cmd, cwd, check=True, env=None):
     env = {**os.environ, "PYTHONPATH": str(cwd / "src"), "HF_HUB_OFFLINE": "1", "DVC_NO_ANALYTICS": "1",
-           "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"}
+           "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}", **(env or {})}
     out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     if check and out.returncode:
         raise AssertionError(f"{cmd} failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")

@@ -1,0 +1,102 @@
+"""The label stage as a user runs it, on hosted providers (real SDKs, loopback servers): metrics that
+match the files, kill -9 and resume, the budget stop, and the plan."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import yaml
+
+from distillery.mock_api import MockAPI
+from distillery.records import load_records, write_records
+from tests.conftest import FILTER, ROOT, conversation
+
+KEY = "sk-ant-test-DO-NOT-LEAK-7f3a"
+
+
+def setup(tmp_path, api, records, **label):
+    oracle = {"provider": "anthropic", "model": "claude-test", "base_url": api.url, "timeout_s": 0.5,
+              "concurrency": 4}
+    params = {"base": {"oracle": oracle, "state_dir": str(tmp_path / "state"),
+                       "prices": {"claude-test": {"input": 3.0, "output": 15.0}}},
+              "filter": FILTER, "label": {"max_retries": 2, **label}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    (tmp_path / "gate.json").write_text(json.dumps({"verdict": "PASS", "reasons": []}))
+    write_records(tmp_path / "corpus.jsonl", records)
+
+
+def label_cmd(tmp_path):
+    return [sys.executable, str(ROOT / "stages" / "label.py"), "--params", str(tmp_path / "params.yaml"),
+            "--corpus", str(tmp_path / "corpus.jsonl"), "--gate", str(tmp_path / "gate.json"),
+            "--prompt", str(ROOT / "prompts" / "oracle.md"), "--labeled", str(tmp_path / "out" / "labeled.jsonl"),
+            "--failures", str(tmp_path / "out" / "failures.jsonl"), "--metrics", str(tmp_path / "label.json")]
+
+
+ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "ANTHROPIC_API_KEY": KEY}
+
+
+def test_metrics_match_the_labeled_and_failure_files(tmp_path):
+    records = [conversation(str(i), f"Answer {i}.") for i in range(8)]
+    records += [conversation("torn", "FAULT:truncated"), conversation("down", "FAULT:500"),
+                conversation("invalid", "FAULT:missing_dim"), conversation("busy", "FAULT:529x1")]
+    with MockAPI(retry_after_s=0.1) as api:
+        setup(tmp_path, api, records)
+        out = subprocess.run(label_cmd(tmp_path), env=ENV, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    metrics = json.loads((tmp_path / "label.json").read_text())
+    labeled = load_records(tmp_path / "out" / "labeled.jsonl")
+    failures = [json.loads(ln) for ln in (tmp_path / "out" / "failures.jsonl").read_text().splitlines()]
+    assert len(labeled) == metrics["labeled"] == 9 and len(failures) == metrics["failures"] == 3
+    assert metrics["failure_reasons"] == dict(Counter(f["stage_reason"] for f in failures)) == \
+        {"call_failed": 2, "parse_failed": 1}
+    assert metrics["call_failures"] == 2
+    assert metrics["by_provider"]["anthropic/claude-test"]["calls"] == metrics["calls"]
+    expected = (metrics["input_tokens"] * 3.0 + metrics["output_tokens"] * 15.0) / 1e6
+    assert abs(metrics["cost_usd"] - expected) < 1e-6 and metrics["cost_usd"] > 0
+
+
+def test_kill_9_mid_label_then_rerun_loses_no_row_and_repays_only_what_was_in_flight(tmp_path):
+    records = [conversation(str(i), f"Answer number {i}.") for i in range(40)]
+    with MockAPI(latency_s=0.1) as api:
+        setup(tmp_path, api, records)
+        proc = subprocess.Popen(label_cmd(tmp_path), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        journal = tmp_path / "state" / "journal" / "label.jsonl"
+        deadline = time.time() + 60
+        while time.time() < deadline and (not journal.exists() or len(journal.read_text().splitlines()) < 8):
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        done_before = len(journal.read_text().splitlines())
+        assert 8 <= done_before < 40 and not (tmp_path / "out" / "labeled.jsonl").exists()
+        out = subprocess.run(label_cmd(tmp_path), env=ENV, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        api.wait_idle()
+        prompts = Counter(json.dumps(json.loads(b)["messages"]) for b in api.bodies)
+    labeled = load_records(tmp_path / "out" / "labeled.jsonl")
+    assert [r["id"] for r in labeled] == [r["id"] for r in records]  # no row lost, corpus order
+    metrics = json.loads((tmp_path / "label.json").read_text())
+    assert metrics["journal_hits"] + metrics["cache_hits"] + metrics["calls"] == 40
+    # A prompt is sent twice only if its answer was on the wire when the process died (4 in flight).
+    assert len(prompts) == 40 and sum(n - 1 for n in prompts.values()) <= 4
+
+
+def test_budget_stops_with_exit_3_and_a_raised_budget_resumes(tmp_path):
+    records = [conversation(str(i), f"Answer number {i}.") for i in range(12)]
+    with MockAPI() as api:
+        setup(tmp_path, api, records, budget_usd=0.01)
+        first = subprocess.run(label_cmd(tmp_path), env=ENV, capture_output=True, text=True)
+        paid = api.requests
+        assert first.returncode == 3, first.stderr
+        assert "budget of $0.01 reached" in first.stdout and "journaled" in first.stdout
+        assert 0 < paid < 12
+        plan = subprocess.run(label_cmd(tmp_path) + ["--dry-run"], env=ENV, capture_output=True, text=True)
+        estimate = json.loads(plan.stdout.split("PLAN ", 1)[1])
+        assert (estimate["journal_hits"], estimate["calls"]) == (paid, 12 - paid) and estimate["cost_usd_max"] > 0
+        assert api.requests == paid  # the dry run called nothing
+        setup(tmp_path, api, records, budget_usd=1.0)
+        second = subprocess.run(label_cmd(tmp_path), env=ENV, capture_output=True, text=True)
+    assert second.returncode == 0, second.stderr
+    assert api.requests == 12 and len(load_records(tmp_path / "out" / "labeled.jsonl")) == 12

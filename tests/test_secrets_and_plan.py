@@ -1,0 +1,87 @@
+"""`dvc repro` on hosted providers (real SDKs, loopback servers) with fake keys in the environment:
+no key reaches any output, metric, cache, journal, log or dvc.lock; and `make plan`'s estimate."""
+import json
+import shutil
+
+import pytest
+import yaml
+
+from distillery.demo_corpus import build
+from distillery.mock_api import MockAPI
+from distillery.records import write_records
+from tests.conftest import ROOT
+from tests.test_pipeline import merge, run
+
+KEYS = {"ANTHROPIC_API_KEY": "sk-ant-api03-LEAKCHECK-aaaa1111", "OPENAI_API_KEY": "sk-proj-LEAKCHECK-bbbb2222",
+        "MISTRAL_API_KEY": "LEAKCHECK-cccc3333", "TOGETHER_API_KEY": "LEAKCHECK-dddd4444",
+        "HF_TOKEN": "hf_LEAKCHECKeeee5555"}
+
+
+@pytest.fixture(scope="module")
+def hosted_project(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hosted")
+    for name in ("stages", "src", "prompts", ".dvc", "dvc.yaml", ".dvcignore", ".gitignore"):
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, root / name, ignore=shutil.ignore_patterns("__pycache__", "tmp", "cache"))
+        else:
+            shutil.copy(src, root / name)
+    records, style = build(120, seed=1)
+    records[5]["messages"][-1]["content"] += " FAULT:500"  # one failure, so an error message is written too
+    write_records(root / "data/raw/corpus.jsonl", records)
+    write_records(root / "data/raw/style.jsonl", style)
+    with MockAPI() as api:
+        tiny = {"base": {"oracle": {"provider": "anthropic", "model": "claude-test", "base_url": api.url},
+                         "generator": {"provider": "openai_compat", "model": "qwen-test", "base_url": api.url + "/v1",
+                                       "temperature": 0.9},
+                         "prices": {"claude-test": {"input": 3.0, "output": 15.0},
+                                    "qwen-test": {"input": 0.2, "output": 0.2}}},
+                "calibrate": {"n_positive": 4, "n_negative": 4, "n_edge": 2},
+                "validate": {"n_positive": 4, "n_negative": 4, "n_edge": 2},
+                "detect_templates": {"min_count": 5, "max_templates": 3},
+                "label": {"proceed_on_fail": True, "max_retries": 1}}
+        params = merge(yaml.safe_load((ROOT / "params.yaml").read_text()), tiny)
+        (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
+                    ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"]):
+            run(cmd, root)
+        env = {**KEYS, "HF_HUB_OFFLINE": "0"}
+        plan_before = json.loads(run(["python", "-m", "distillery.plan", "--json"], root, env=env).stdout)
+        requests_after_plan = api.requests
+        repro = run(["dvc", "repro", "label"], root, env=env)
+        plan_after = json.loads(run(["python", "-m", "distillery.plan", "--json"], root, env=env).stdout)
+        label_metrics = json.loads((root / "metrics/label.json").read_text())
+        yield {"root": root, "logs": repro.stdout + repro.stderr, "plan_before": plan_before,
+               "plan_after": plan_after, "requests_after_plan": requests_after_plan, "label": label_metrics}
+
+
+def test_no_key_is_written_anywhere(hosted_project):
+    root = hosted_project["root"]
+    assert hosted_project["label"]["labeled"] + hosted_project["label"]["failures"] == 120
+    assert hosted_project["label"]["failures"] == 1
+    scanned = 0
+    for path in root.rglob("*"):
+        if path.is_file() and ".git" not in path.parts:
+            data = path.read_bytes()
+            scanned += 1
+            for name, key in KEYS.items():
+                assert key.encode() not in data, f"{name} found in {path.relative_to(root)}"
+    for name in (".distillery/cache.sqlite", "dvc.lock", "metrics/label.json", "data/labeled/failures.jsonl",
+                 ".distillery/journal/label.jsonl"):
+        assert (root / name).exists(), name  # the places a key could leak to were all scanned
+    assert scanned > 20
+    for key in KEYS.values():
+        assert key not in hosted_project["logs"]
+
+
+def test_plan_estimates_the_next_repro_without_calling_anything(hosted_project):
+    before, after = hosted_project["plan_before"], hosted_project["plan_after"]
+    assert hosted_project["requests_after_plan"] == 0
+    assert before["stages_to_run"][:5] == ["calibrate", "validate", "detect_templates", "regenerate", "label"]
+    by_stage = {p["stage"]: p for p in before["llm_stages"]}
+    assert by_stage["label"]["calls"] == 120 and by_stage["label"]["corpus"] == "data/raw/corpus.jsonl"
+    assert by_stage["calibrate"]["calls"] == 10 and by_stage["calibrate"]["provider"] == "anthropic/claude-test"
+    assert by_stage["regenerate"]["flagged_known"] is False and by_stage["regenerate"]["calls"] == 120
+    assert before["total"]["cost_usd_max"] > 0
+    # After `dvc repro label`, only train and evaluate are left, and they call no LLM.
+    assert after["stages_to_run"] == ["split", "train", "evaluate"] and after["llm_stages"] == []
