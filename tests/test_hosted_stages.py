@@ -18,7 +18,7 @@ KEY = "sk-ant-test-DO-NOT-LEAK-7f3a"
 
 
 def setup(tmp_path, api, records, **label):
-    oracle = {"provider": "anthropic", "model": "claude-test", "base_url": api.url, "timeout_s": 0.5,
+    oracle = {"provider": "anthropic", "model": "claude-test", "base_url": api.url, "timeout_s": 5,
               "concurrency": 4}
     params = {"base": {"oracle": oracle, "state_dir": str(tmp_path / "state"),
                        "prices": {"claude-test": {"input": 3.0, "output": 15.0}}},

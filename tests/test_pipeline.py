@@ -42,15 +42,20 @@ def merge(base: dict, over: dict) -> dict:
     return base
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    root = tmp_path_factory.mktemp("project")
+def copy_project(root):
+    """The pipeline's code, prompts and DVC config in `root`, without data or state."""
     for name in ("stages", "src", "prompts", ".dvc", "dvc.yaml", ".dvcignore", ".gitignore"):
         src = ROOT / name
         if src.is_dir():
             shutil.copytree(src, root / name, ignore=shutil.ignore_patterns("__pycache__", "tmp", "cache"))
         else:
             shutil.copy(src, root / name)
+    return root
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    root = copy_project(tmp_path_factory.mktemp("project"))
     records, style = build(120, seed=1)
     write_records(root / "data/raw/corpus.jsonl", records)
     write_records(root / "data/raw/style.jsonl", style)

@@ -42,14 +42,14 @@ def keys(monkeypatch):
 
 def engine_for(provider, url, tmp_path, **spec):
     spec = ModelSpec(provider=provider, model="test-model", base_url=url + PROVIDERS.get(provider, ""),
-                     timeout_s=0.5, max_tokens=64, **spec)
+                     timeout_s=2.0, max_tokens=64, **spec)
     return Engine(spec, CallCache(tmp_path / "cache.sqlite"), max_retries=2, backoff_s=0.01)
 
 
 @pytest.mark.parametrize("provider", list(PROVIDERS))
 def test_every_record_is_labeled_or_a_failure_with_its_reason(provider, filt, tmp_path):
     records = [conversation(marker, f"Sunny and 20°C in Paris. {marker}") for marker in OUTCOMES]
-    with MockAPI(slow_s=1.0, retry_after_s=0.2) as api:
+    with MockAPI(slow_s=3.0, retry_after_s=0.2) as api:
         engine = engine_for(provider, api.url, tmp_path)
         labeled, failures = label_all(records, engine, PROMPT, filt, parse_retries=1)
         api.wait_idle()
@@ -87,7 +87,7 @@ def test_hosted_calls_run_concurrently(filt, tmp_path):
     with MockAPI(latency_s=0.2) as api:
         engine = engine_for("anthropic", api.url, tmp_path, concurrency=8)
         labeled, _ = label_all(records, engine, PROMPT, filt)
-    assert len(labeled) == 16 and api.max_in_flight == 8
+    assert len(labeled) == 16 and 1 < api.max_in_flight <= 8  # concurrent, and never past the setting
 
 
 def test_fallback_takes_over_when_the_first_provider_keeps_failing(filt, tmp_path):

@@ -1,7 +1,6 @@
 """`dvc repro` on hosted providers (real SDKs, loopback servers) with fake keys in the environment:
 no key reaches any output, metric, cache, journal, log or dvc.lock; and `make plan`'s estimate."""
 import json
-import shutil
 
 import pytest
 import yaml
@@ -10,7 +9,7 @@ from distillery.demo_corpus import build
 from distillery.mock_api import MockAPI
 from distillery.records import write_records
 from tests.conftest import ROOT
-from tests.test_pipeline import merge, run
+from tests.test_pipeline import copy_project, merge, run
 
 KEYS = {"ANTHROPIC_API_KEY": "sk-ant-api03-LEAKCHECK-aaaa1111", "OPENAI_API_KEY": "sk-proj-LEAKCHECK-bbbb2222",
         "MISTRAL_API_KEY": "LEAKCHECK-cccc3333", "TOGETHER_API_KEY": "LEAKCHECK-dddd4444",
@@ -19,13 +18,7 @@ KEYS = {"ANTHROPIC_API_KEY": "sk-ant-api03-LEAKCHECK-aaaa1111", "OPENAI_API_KEY"
 
 @pytest.fixture(scope="module")
 def hosted_project(tmp_path_factory):
-    root = tmp_path_factory.mktemp("hosted")
-    for name in ("stages", "src", "prompts", ".dvc", "dvc.yaml", ".dvcignore", ".gitignore"):
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, root / name, ignore=shutil.ignore_patterns("__pycache__", "tmp", "cache"))
-        else:
-            shutil.copy(src, root / name)
+    root = copy_project(tmp_path_factory.mktemp("hosted"))
     records, style = build(120, seed=1)
     records[5]["messages"][-1]["content"] += " FAULT:500"  # one failure, so an error message is written too
     write_records(root / "data/raw/corpus.jsonl", records)
