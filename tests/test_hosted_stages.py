@@ -14,7 +14,7 @@ from distillery.mock_api import MockAPI
 from distillery.records import load_records, write_records
 from tests.conftest import FILTER, ROOT, conversation
 
-KEY = "sk-ant-test-DO-NOT-LEAK-7f3a"
+KEY = "sk-ant-fake-DO-NOT-LEAK-7f3a"
 
 
 def setup(tmp_path, api, records, **label):

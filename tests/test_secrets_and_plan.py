@@ -11,9 +11,9 @@ from distillery.records import write_records
 from tests.conftest import ROOT
 from tests.test_pipeline import copy_project, merge, run
 
-KEYS = {"ANTHROPIC_API_KEY": "sk-ant-api03-LEAKCHECK-aaaa1111", "OPENAI_API_KEY": "sk-proj-LEAKCHECK-bbbb2222",
+KEYS = {"ANTHROPIC_API_KEY": "sk-ant-fake-LEAKCHECK-aaaa1111", "OPENAI_API_KEY": "sk-proj-fake-LEAKCHECK-bbbb2222",
         "MISTRAL_API_KEY": "LEAKCHECK-cccc3333", "TOGETHER_API_KEY": "LEAKCHECK-dddd4444",
-        "HF_TOKEN": "hf_LEAKCHECKeeee5555"}
+        "HF_TOKEN": "hf_fakeLEAKCHECKeeee5555"}
 
 
 @pytest.fixture(scope="module")
