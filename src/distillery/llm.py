@@ -237,8 +237,8 @@ class Engine:
         """What run() would cost, without calling: cache hits, calls, tokens (input estimated at 4
         characters a token, output at max_tokens: an upper bound) and cost at the primary's price."""
         m = self.members[0]
-        hits = sum(self._cached(kind, msgs, o) is not None for msgs, o in zip(batch, opts))
         todo = [(msgs, o) for msgs, o in zip(batch, opts) if self._cached(kind, msgs, o) is None]
+        hits = len(batch) - len(todo)
         tokens_in = sum(sum(len(str(x.get("content") or "")) for x in msgs) // 4 for msgs, _ in todo)
         tokens_out = sum((o.get("max_tokens") or m.spec.max_tokens) if kind == "complete" else len(o["fields"])
                          for _, o in todo)
