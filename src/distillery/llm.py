@@ -256,13 +256,12 @@ class Engine:
         todo = [i for i, r in enumerate(results) if r is None]
         if not todo:
             return results
+        o = opts[0]  # one call kind and one set of options per device batch
         try:
             if kind == "score":
-                o = opts[0]
                 fresh = m.provider.score_batch([batch[i] for i in todo], fields=o["fields"], low=o["low"],
                                                high=o["high"])
             else:
-                o = opts[0]
                 fresh = m.provider.complete_batch([batch[i] for i in todo], temperature=o["temperature"],
                                                   max_tokens=o["max_tokens"], seeds=[opts[i]["sample"] for i in todo],
                                                   schema=o.get("schema"))
