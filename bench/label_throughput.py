@@ -19,10 +19,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT))
 
-from distillery.cache import CallCache, Journal  # noqa: E402
-from distillery.llm import Engine  # noqa: E402
-from distillery.mock_api import MockAPI  # noqa: E402
-from distillery.oracle import OraclePrompt, label_all  # noqa: E402
+from distillery.engine.cache import CallCache
+from distillery.engine.journal import Journal  # noqa: E402
+from distillery.engine.engine import Engine  # noqa: E402
+from distillery.testing.mock_api import MockAPI  # noqa: E402
+from distillery.labeling.oracle import OraclePrompt, label_all  # noqa: E402
 from distillery.params import FilterParams, ModelSpec, load_section  # noqa: E402
 from distillery.records import load_records  # noqa: E402
 

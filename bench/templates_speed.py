@@ -11,11 +11,11 @@ import argparse
 import resource
 import time
 
-from distillery.diversity import diversity_metrics
-from distillery.injected import make_responses
-from distillery.neardup import find_near_duplicates
+from distillery.text.diversity import diversity_metrics
+from distillery.testing.injected import make_responses
+from distillery.text.neardup import find_near_duplicates
 from distillery.params import DiversityParams, TemplateParams
-from distillery.templates import build_patterns, flag_templated, near_duplicate_patterns, template_rate
+from distillery.text.templates import build_patterns, flag_templated, near_duplicate_patterns, template_rate
 
 
 def main():

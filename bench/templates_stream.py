@@ -2,7 +2,7 @@
 
     python bench/templates_stream.py [--n 1000000]
 
-Responses are generated on the fly (distillery.injected, realistic length, 42% templated) and never
+Responses are generated on the fly (distillery.testing.injected, realistic length, 42% templated) and never
 held in memory; template_stream reads them three times. Prints responses per second and the peak
 resident memory at 10% and 100% of the corpus size, to show that memory stays flat.
 """
@@ -10,9 +10,9 @@ import argparse
 import resource
 import time
 
-from distillery.injected import make_responses
+from distillery.testing.injected import make_responses
 from distillery.params import TemplateParams
-from distillery.template_stream import detect_streaming
+from distillery.text.template_stream import detect_streaming
 
 
 def source(n: int, chunk: int = 10_000):

@@ -1,46 +1,48 @@
 """calibrate: try the oracle prompt on a small stratified sample before labeling the corpus.
 
 Reads the corpus (records with `expect` hints) and prompts/oracle.md; writes the sample, its labels,
-a markdown report and metrics with a PASS / REVIEW / FAIL verdict.
+the calls that failed, a markdown report and metrics with a PASS / REVIEW / FAIL verdict.
 
     python stages/calibrate.py --corpus data/raw/corpus.jsonl --prompt prompts/oracle.md \
         --sample data/calibration/sample.jsonl --labeled data/calibration/labeled.jsonl \
-        --report reports/calibration.md --metrics metrics/calibrate.json
+        --failures data/calibration/failures.jsonl --report reports/calibration.md --metrics metrics/calibrate.json
 """
 import argparse
-import json
 from pathlib import Path
 
-from distillery.calibration import assess, stratified_sample
-from distillery.llm import Engine
-from distillery.oracle import OraclePrompt, label_all, plan_labels
-from distillery.params import BaseParams, FilterParams, SampleParams, load_section, seed_everything
+from distillery.engine.engine import Engine
+from distillery.engine.job import JobRunner, add_dry_run, print_plan
+from distillery.labeling.calibration import assess, stratified_sample
+from distillery.labeling.oracle import OracleJob, OraclePrompt
+from distillery.params import load_params, seed_everything
 from distillery.records import load_records, write_json, write_records
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for name in ("corpus", "prompt", "sample", "labeled", "report", "metrics"):
+    for name in ("corpus", "prompt", "sample", "labeled", "failures", "report", "metrics"):
         ap.add_argument(f"--{name}", required=True, type=Path)
     ap.add_argument("--params", default="params.yaml", type=Path)
-    ap.add_argument("--dry-run", action="store_true", help="print the plan (calls, tokens, cost); call nothing")
+    add_dry_run(ap)
     args = ap.parse_args()
 
-    base = load_section(args.params, "base", BaseParams)
-    filt = load_section(args.params, "filter", FilterParams)
-    cfg = load_section(args.params, "calibrate", SampleParams)
-    seed_everything(base.seed)
+    params = load_params(args.params)
+    cfg = params.calibrate
+    seed_everything(params.base.seed)
 
     sample = stratified_sample(load_records(args.corpus), cfg)
-    engine = Engine.for_stage(base.oracle, base)
+    engine = Engine.for_stage(params.base.oracle, params.base)
+    runner = JobRunner(OracleJob(OraclePrompt(args.prompt), params.filter, engine, name="calibrate"), engine)
     if args.dry_run:
-        print("PLAN " + json.dumps({"stage": "calibrate", **plan_labels(sample, engine, OraclePrompt(args.prompt), filt)}))
+        print_plan("calibrate", runner.plan(sample))
         return
-    labeled, failures = label_all(sample, engine, OraclePrompt(args.prompt), filt, desc="calibrate")
-    metrics, report = assess("Oracle calibration", sample, labeled, failures, filt, cfg.thresholds)
+    labeled, failures = runner.run(sample).in_order(sample)
+    failures = [f.to_record() for f in failures]
+    metrics, report = assess("Oracle calibration", sample, labeled, failures, params.filter, cfg.thresholds)
 
     write_records(args.sample, sample)
     write_records(args.labeled, labeled)
+    write_records(args.failures, failures)
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.write_text(report, encoding="utf-8")
     write_json(args.metrics, {**metrics, **engine.stats.as_metrics(), "seed": cfg.seed})

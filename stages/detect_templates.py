@@ -10,12 +10,12 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from distillery.diversity import diversity_metrics
-from distillery.neardup import find_near_duplicates
-from distillery.params import DiversityParams, TemplateParams, load_section
+from distillery.text.diversity import diversity_metrics
+from distillery.text.neardup import find_near_duplicates
+from distillery.params import load_params
 from distillery.records import load_records, read_records, render_context, subject_text, write_json, write_records
-from distillery.template_stream import detect_streaming
-from distillery.templates import (build_patterns, flag_templated, near_duplicate_patterns, pattern_report,
+from distillery.text.template_stream import detect_streaming
+from distillery.text.templates import (build_patterns, flag_templated, near_duplicate_patterns, pattern_report,
                                   template_rate)
 
 
@@ -25,8 +25,8 @@ def main():
         ap.add_argument(f"--{name}", required=True, type=Path)
     ap.add_argument("--params", default="params.yaml", type=Path)
     args = ap.parse_args()
-    cfg = load_section(args.params, "detect_templates", TemplateParams)
-    div = load_section(args.params, "diversity", DiversityParams)
+    params = load_params(args.params)
+    cfg, div = params.detect_templates, params.diversity
 
     if cfg.streaming:
         return detect_streamed(args, cfg)

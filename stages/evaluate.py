@@ -7,11 +7,11 @@ tier accuracy, and a DEPLOY / REVIEW / FAIL verdict from thresholds in params.
 import argparse
 from pathlib import Path
 
-from distillery.evaluation import baseline_mae, deploy_verdict, error_metrics
-from distillery.params import BaseParams, EvaluateParams, FilterParams, load_section, seed_everything
+from distillery.evaluation.regression import baseline_mae, deploy_verdict, error_metrics
+from distillery.params import load_params, seed_everything
 from distillery.records import load_records, write_json
 from distillery.reports import evaluation_report
-from distillery.scoring import weighted_score
+from distillery.labeling.scoring import weighted_score
 from distillery.training.regression import predict
 
 
@@ -22,9 +22,9 @@ def main():
     ap.add_argument("--params", default="params.yaml", type=Path)
     args = ap.parse_args()
 
-    base = load_section(args.params, "base", BaseParams)
-    filt = load_section(args.params, "filter", FilterParams)
-    cfg = load_section(args.params, "evaluate", EvaluateParams)
+    params = load_params(args.params)
+    base, filt = params.base, params.filter
+    cfg = params.evaluate
     seed_everything(base.seed)
 
     splits = {s: load_records(args.splits / f"{s}.jsonl") for s in ("train", "val", "test")}

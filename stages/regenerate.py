@@ -1,6 +1,7 @@
 """regenerate: rewrite the final answer of each flagged record with the generator LLM, in the persona's
 style and avoiding the template spans; tool calls and tool results are never touched. Each result is
-journaled as it arrives, so a killed run resumes where it stopped.
+journaled as it arrives, so a killed run resumes where it stopped; regenerate.budget_usd stops a run
+cleanly (exit code 3). --dry-run prints the calls, tokens and cost this run would spend.
 
     python stages/regenerate.py --corpus data/raw/corpus.jsonl --flagged data/templates/flagged.jsonl \
         --patterns data/templates/patterns.json --style data/raw/style.jsonl \
@@ -11,13 +12,14 @@ import json
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from distillery.cache import Journal
-from distillery.diversity import diversity_metrics
-from distillery.llm import BudgetExceeded, Engine
-from distillery.params import BaseParams, DiversityParams, RegenerateParams, load_section, seed_everything
+from distillery.engine.engine import Engine
+from distillery.engine.job import JobRunner, add_dry_run, print_plan, run_within_budget
+from distillery.engine.journal import Journal
+from distillery.params import load_params, seed_everything
 from distillery.records import load_records, read_jsonl, subject_text, write_json, write_records
-from distillery.regeneration import RegeneratePrompt, plan_rewrites, regenerate_all
-from distillery.templates import match_patterns, template_rate
+from distillery.regeneration.rewrite import RegenerateJob, RegeneratePrompt, apply_rewrites
+from distillery.text.diversity import diversity_metrics
+from distillery.text.templates import match_patterns, template_rate
 
 
 def main():
@@ -25,12 +27,11 @@ def main():
     for name in ("corpus", "flagged", "patterns", "style", "prompt", "out", "metrics"):
         ap.add_argument(f"--{name}", required=True, type=Path)
     ap.add_argument("--params", default="params.yaml", type=Path)
-    ap.add_argument("--dry-run", action="store_true", help="print the plan (calls, tokens, cost); call nothing")
+    add_dry_run(ap)
     args = ap.parse_args()
 
-    base = load_section(args.params, "base", BaseParams)
-    cfg = load_section(args.params, "regenerate", RegenerateParams)
-    div = load_section(args.params, "diversity", DiversityParams)
+    params = load_params(args.params)
+    base, cfg, div = params.base, params.regenerate, params.diversity
     seed_everything(base.seed)
 
     records = load_records(args.corpus)
@@ -44,25 +45,19 @@ def main():
         style[example["persona"]].append(example["text"])
 
     engine = Engine.for_stage(base.generator, base, max_retries=cfg.max_retries, budget_usd=cfg.budget_usd)
-    journal = Journal(Path(base.state_dir) / "journal" / "regenerate.jsonl")
-    prompt = RegeneratePrompt(args.prompt)
+    job = RegenerateJob(flagged, patterns, style, RegeneratePrompt(args.prompt), cfg, base.seed,
+                        base.generator.context_chars, div)
+    runner = JobRunner(job, engine, Journal(Path(base.state_dir) / "journal" / "regenerate.jsonl"))
+    todo = [r for r in records if r["id"] in flagged]
     if args.dry_run:
-        plan = plan_rewrites(records, flagged, patterns, style, engine, prompt, cfg, base.seed, journal=journal)
-        print("PLAN " + json.dumps({"stage": "regenerate", "flagged_known": args.flagged.exists(),
-                                    "budget_usd": cfg.budget_usd, **plan}))
+        print_plan("regenerate", runner.plan(todo), flagged_known=args.flagged.exists(), budget_usd=cfg.budget_usd)
         return
-    try:
-        out = regenerate_all(records, flagged, patterns, style, engine, prompt, cfg, base.seed,
-                             journal=journal, div=div)
-    except BudgetExceeded as exc:
-        print(f"regenerate: stopped: {exc}. Spent ${engine.stats.cost_usd:.4f} in {engine.stats.calls} calls. "
-              "Every rewrite so far is journaled: raise regenerate.budget_usd, or run again to spend another budget.")
-        raise SystemExit(3) from None
+    out = apply_rewrites(records, run_within_budget(runner, todo, "regenerate.budget_usd").values)
     write_records(args.out, out)
 
     before = [subject_text(r) for r in records]
     after = [subject_text(r) for r in out]
-    kept = Counter(r["regenerated"]["kept_original"].split(":")[0] for r in out
+    kept = Counter(r["regenerated"]["kept_original"]["reason"] for r in out
                    if "kept_original" in r.get("regenerated", {}))
     rewritten = sum("regenerated" in r and "kept_original" not in r["regenerated"] for r in out)
     write_json(args.metrics, {

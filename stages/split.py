@@ -5,9 +5,9 @@
 import argparse
 from pathlib import Path
 
-from distillery.params import DiversityParams, SplitParams, load_section, seed_everything
+from distillery.params import load_params, seed_everything
 from distillery.records import load_records, write_json, write_records
-from distillery.splitting import near_duplicate_groups, split_metrics, stratified_split
+from distillery.training.splitting import near_duplicate_groups, split_metrics, stratified_split
 
 
 def main():
@@ -16,11 +16,12 @@ def main():
         ap.add_argument(f"--{name.replace('_', '-')}", dest=name, required=True, type=Path)
     ap.add_argument("--params", default="params.yaml", type=Path)
     args = ap.parse_args()
-    cfg = load_section(args.params, "split", SplitParams)
+    params = load_params(args.params)
+    cfg = params.split
     seed_everything(cfg.seed)
 
     records = load_records(args.labeled)
-    groups, near_pairs = near_duplicate_groups(records, load_section(args.params, "diversity", DiversityParams))
+    groups, near_pairs = near_duplicate_groups(records, params.diversity)
     splits = stratified_split(records, cfg, groups)
     for name, records in splits.items():
         write_records(args.out_dir / f"{name}.jsonl", records)

@@ -7,7 +7,7 @@ with transformers' Trainer; keep the best checkpoint by validation MAE.
 import argparse
 from pathlib import Path
 
-from distillery.params import BaseParams, FilterParams, TrainParams, load_section, seed_everything
+from distillery.params import load_params, seed_everything
 from distillery.records import load_records, write_json
 from distillery.training.regression import curves, train_student
 
@@ -19,9 +19,9 @@ def main():
     ap.add_argument("--params", default="params.yaml", type=Path)
     args = ap.parse_args()
 
-    base = load_section(args.params, "base", BaseParams)
-    filt = load_section(args.params, "filter", FilterParams)
-    cfg = load_section(args.params, "train", TrainParams)
+    params = load_params(args.params)
+    base, filt = params.base, params.filter
+    cfg = params.train
     seed_everything(base.seed)
 
     train = load_records(args.splits / "train.jsonl")

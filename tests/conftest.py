@@ -3,10 +3,10 @@ from pathlib import Path
 
 import pytest
 
-from distillery.cache import CallCache
-from distillery.llm import Engine
+from distillery.engine.cache import CallCache
+from distillery.engine.engine import Engine
 from distillery.params import FilterParams, ModelSpec, from_dict
-from distillery.providers.fake import FakeProvider
+from distillery.testing.fake import FakeProvider
 
 ROOT = Path(__file__).resolve().parents[1]
 

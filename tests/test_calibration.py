@@ -1,6 +1,6 @@
 import pytest
 
-from distillery.calibration import assess, stratified_sample, verdict, wilson
+from distillery.labeling.calibration import assess, stratified_sample, verdict, wilson
 from distillery.params import CalibrationThresholds, SampleParams
 from tests.conftest import conversation
 

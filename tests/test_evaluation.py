@@ -1,6 +1,6 @@
 import numpy as np
 
-from distillery.evaluation import baseline_mae, deploy_verdict, error_metrics
+from distillery.evaluation.regression import baseline_mae, deploy_verdict, error_metrics
 from distillery.params import EvaluateThresholds
 
 T = EvaluateThresholds()

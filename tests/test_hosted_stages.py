@@ -10,7 +10,7 @@ from collections import Counter
 
 import yaml
 
-from distillery.mock_api import MockAPI
+from distillery.testing.mock_api import MockAPI
 from distillery.records import load_records, write_records
 from tests.conftest import FILTER, ROOT, conversation
 

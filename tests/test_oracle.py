@@ -2,8 +2,9 @@ import json
 
 import pytest
 
-from distillery.cache import Journal
-from distillery.oracle import OraclePrompt, ParseError, build_messages, label_all, parse_scores
+from distillery.engine.journal import Journal
+from distillery.labeling.oracle import OraclePrompt, build_messages, label_all
+from distillery.labeling.reply import ParseError, parse_scores
 from tests.conftest import ROOT, conversation
 
 PROMPT = OraclePrompt(ROOT / "prompts" / "oracle.md")
@@ -54,7 +55,9 @@ def test_an_invalid_reply_is_asked_again_with_a_new_sample_then_recorded(filt, m
     engine = make_engine(responses=[missing, good], model="fake-json")
     labeled, failures = label_all([conversation("a", "Sunny.")], engine, PROMPT, filt, parse_retries=1)
     assert not failures and labeled[0]["labels"]["style"] == 7.0
-    assert [c["seed"] for c in engine.provider.calls] == [0, 1]  # a new sample: a new cache key, not a hit
+    first, second = engine.provider.calls
+    assert first["seed"] != second["seed"]  # a new sample: a new cache key (and seed), not a cache hit
+    assert len(engine.cache) == 2
     assert engine.provider.calls[0]["schema"]["properties"]["scores"]["required"] == list(filt.dimensions)
 
     engine = make_engine(responses=[missing, missing], model="fake-json")
@@ -64,7 +67,7 @@ def test_an_invalid_reply_is_asked_again_with_a_new_sample_then_recorded(filt, m
 
 
 def test_a_number_written_as_a_string_is_repaired_anything_else_is_not(filt):
-    from distillery.oracle import validate_scores
+    from distillery.labeling.oracle import validate_scores
     assert validate_scores({"relevance": "7", "groundedness": " 8.5 ", "style": 3}, filt)["groundedness"] == 8.5
     with pytest.raises(ParseError, match="not a number"):
         validate_scores({"relevance": "seven", "groundedness": 8, "style": 3}, filt)
@@ -88,6 +91,6 @@ def test_journal_resumes_without_calling_the_model_again(filt, make_engine, tmp_
     with journal.path.open("a") as fh:
         fh.write('{"key": "torn')
     engine = make_engine()
-    engine.cache.get = lambda key: None  # prove the journal, not the cache, answers
+    engine.cache.get_many = lambda keys: {}  # prove the journal, not the cache, answers
     second, _ = label_all(records, engine, PROMPT, filt, journal=journal)
     assert second == first and engine.provider.calls == []

@@ -8,7 +8,7 @@ import sys
 import pytest
 import yaml
 
-from distillery.demo_corpus import build
+from distillery.testing.demo_corpus import build
 from distillery.records import write_records
 from tests.conftest import ROOT
 

@@ -2,10 +2,10 @@
 with faults injected: each record ends labeled or listed in failures with its reason."""
 import pytest
 
-from distillery.cache import CallCache
-from distillery.llm import Engine
-from distillery.mock_api import MockAPI
-from distillery.oracle import OraclePrompt, label_all
+from distillery.engine.cache import CallCache
+from distillery.engine.engine import Engine
+from distillery.testing.mock_api import MockAPI
+from distillery.labeling.oracle import OraclePrompt, label_all
 from distillery.params import ModelSpec
 from distillery.providers.base import SetupError, get_provider
 from tests.conftest import ROOT, conversation
@@ -120,8 +120,8 @@ def test_round_robin_spreads_calls_and_a_rerun_pays_nothing(filt, tmp_path):
 
 
 def test_a_budget_stops_cleanly_and_a_rerun_resumes_without_paying_twice(filt, tmp_path):
-    from distillery.cache import Journal
-    from distillery.llm import BudgetExceeded
+    from distillery.engine.journal import Journal
+    from distillery.engine.engine import BudgetExceeded
     from distillery.params import Price
 
     records = [conversation(str(i), f"Answer number {i}.") for i in range(20)]

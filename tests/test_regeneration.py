@@ -1,7 +1,7 @@
-from distillery.cache import Journal
+from distillery.engine.journal import Journal
 from distillery.params import RegenerateParams
 from distillery.records import subject_text
-from distillery.regeneration import RegeneratePrompt, regenerate_all
+from distillery.regeneration.rewrite import RegeneratePrompt, regenerate_all
 from tests.conftest import ROOT, conversation
 
 PROMPT = RegeneratePrompt(ROOT / "prompts" / "regenerate.md")
@@ -30,7 +30,8 @@ def test_rewrites_flagged_answers_only_and_keeps_tool_calls(make_engine):
         assert after["messages"][:-1] == before["messages"][:-1]  # tool calls and results untouched
     assert out[0]["regenerated"] == {"from": f"Sunny, 20°C. {STOCK}", "patterns": ["phrase-0"], "attempt": 1,
                                      "rejected": []}
-    assert out[1]["regenerated"]["attempt"] == 2 and "templated: still contains phrase-0" in out[1]["regenerated"]["rejected"][0]
+    assert out[1]["regenerated"]["attempt"] == 2
+    assert out[1]["regenerated"]["rejected"] == [{"reason": "templated", "detail": "still contains phrase-0"}]
     assert "regenerated" not in out[2]
 
 
@@ -48,7 +49,8 @@ def test_original_kept_with_reason_after_max_attempts(make_engine):
     engine = make_engine(responses=[STOCK, "no"])
     out = regenerate_all(corpus()[:1], {"a": ["phrase-0"]}, PATTERNS, STYLE, engine, PROMPT, CFG, seed=1)
     assert subject_text(out[0]) == subject_text(corpus()[0])
-    assert out[0]["regenerated"]["kept_original"] == "too_short: 1 words"
+    assert out[0]["regenerated"]["kept_original"] == {"reason": "too_short", "detail": "1 words"}
+    assert [r["reason"] for r in out[0]["regenerated"]["rejected"]] == ["templated", "too_short"]
 
 
 def test_killed_run_resumes_from_the_journal(make_engine, tmp_path):
@@ -56,7 +58,7 @@ def test_killed_run_resumes_from_the_journal(make_engine, tmp_path):
     flagged = {"a": ["phrase-0"], "b": ["phrase-0"]}
     first = regenerate_all(corpus(), flagged, PATTERNS, STYLE, make_engine(), PROMPT, CFG, seed=1, journal=journal)
     engine = make_engine()
-    engine.cache.get = lambda key: None  # the journal alone must answer
+    engine.cache.get_many = lambda keys: {}  # the journal alone must answer
     again = regenerate_all(corpus(), flagged, PATTERNS, STYLE, engine, PROMPT, CFG, seed=1, journal=journal)
     assert again == first and engine.provider.calls == []
 
@@ -68,7 +70,8 @@ def test_near_duplicate_of_a_recent_rewrite_is_refused_and_recent_ones_are_shown
     out = regenerate_all(corpus(), {"a": ["phrase-0"], "b": ["phrase-0"]}, PATTERNS, STYLE, engine, PROMPT, cfg,
                          seed=1)
     assert subject_text(out[0]) == same
-    assert out[1]["regenerated"]["rejected"][0].startswith("near_duplicate: of a recent rewrite")
+    rejected = out[1]["regenerated"]["rejected"][0]
+    assert rejected["reason"] == "near_duplicate" and rejected["detail"].startswith("of a recent rewrite")
     assert subject_text(out[1]) == "Rain by tea time; the umbrella is your friend today."
     second_prompt = engine.provider.calls[1]["messages"][0]["content"]
     assert f'- "{same}"' in second_prompt  # the recent rewrite is shown as wording to avoid

@@ -1,4 +1,4 @@
-from distillery.scoring import tier_of, weighted_score
+from distillery.labeling.scoring import tier_of, weighted_score
 
 
 def test_weighted_score(filt):

@@ -5,8 +5,8 @@ import json
 import pytest
 import yaml
 
-from distillery.demo_corpus import build
-from distillery.mock_api import MockAPI
+from distillery.testing.demo_corpus import build
+from distillery.testing.mock_api import MockAPI
 from distillery.records import write_records
 from tests.conftest import ROOT
 from tests.test_pipeline import copy_project, merge, run
@@ -39,10 +39,10 @@ def hosted_project(tmp_path_factory):
                     ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"]):
             run(cmd, root)
         env = {**KEYS, "HF_HUB_OFFLINE": "0"}
-        plan_before = json.loads(run(["python", "-m", "distillery.plan", "--json"], root, env=env).stdout)
+        plan_before = json.loads(run(["python", "-m", "distillery.pipeline.plan", "--json"], root, env=env).stdout)
         requests_after_plan = api.requests
         repro = run(["dvc", "repro", "label"], root, env=env)
-        plan_after = json.loads(run(["python", "-m", "distillery.plan", "--json"], root, env=env).stdout)
+        plan_after = json.loads(run(["python", "-m", "distillery.pipeline.plan", "--json"], root, env=env).stdout)
         label_metrics = json.loads((root / "metrics/label.json").read_text())
         yield {"root": root, "logs": repro.stdout + repro.stderr, "plan_before": plan_before,
                "plan_after": plan_after, "requests_after_plan": requests_after_plan, "label": label_metrics}

@@ -3,7 +3,7 @@ from collections import Counter
 import pytest
 
 from distillery.params import SplitParams
-from distillery.splitting import split_metrics, stratified_split
+from distillery.training.splitting import split_metrics, stratified_split
 from tests.conftest import conversation
 
 
@@ -52,7 +52,7 @@ def test_ratios_must_sum_to_one():
 
 def test_near_duplicate_clusters_stay_in_one_split():
     from distillery.params import DiversityParams
-    from distillery.splitting import near_duplicate_groups
+    from distillery.training.splitting import near_duplicate_groups
 
     recs = records()
     for i in range(8):  # eight light rewordings of one long answer

@@ -1,7 +1,7 @@
 """Precision and recall of template mining on responses with templates injected at known rates."""
-from distillery.injected import make_responses
+from distillery.testing.injected import make_responses
 from distillery.params import TemplateParams
-from distillery.templates import build_patterns, match_patterns
+from distillery.text.templates import build_patterns, match_patterns
 
 
 def detection(n=2000, seed=0):

@@ -1,9 +1,9 @@
 """The streaming detector agrees with the in-memory one, and reads its source only as a stream."""
-from distillery.diversity import diversity_metrics
-from distillery.injected import make_responses
+from distillery.text.diversity import diversity_metrics
+from distillery.testing.injected import make_responses
 from distillery.params import TemplateParams
-from distillery.template_stream import detect_streaming
-from distillery.templates import build_patterns, flag_templated
+from distillery.text.template_stream import detect_streaming
+from distillery.text.templates import build_patterns, flag_templated
 
 
 def test_streaming_matches_in_memory_detection():
@@ -37,7 +37,7 @@ def test_stage_streaming_switch_writes_the_same_outputs(tmp_path):
 
     import yaml
 
-    from distillery.demo_corpus import build
+    from distillery.testing.demo_corpus import build
     from distillery.records import write_records
     from tests.conftest import ROOT
 

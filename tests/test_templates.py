@@ -1,7 +1,7 @@
 import random
 
 from distillery.params import TemplateParams
-from distillery.templates import build_patterns, flag_templated, frame, pattern_report, template_rate
+from distillery.text.templates import build_patterns, flag_templated, frame, pattern_report, template_rate
 
 VOCAB = [a + b for a in ("ka", "lo", "mi", "su", "te", "ra", "vo", "ne", "pi", "da") for b in ("rn", "sk", "lt", "mp", "ve", "zo")] + ["sunny", "rain", "coat", "walk", "bring", "cold", "mild"]
 CITIES = ["Paris", "Rome", "Oslo", "Lima", "Tokyo", "Cairo", "Seoul", "Austin"]

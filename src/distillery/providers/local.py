@@ -72,6 +72,11 @@ class LocalProvider(Provider):
     name = "local"
     supports_score = True
     batches_on_device = True
+    free = True
+
+    @classmethod
+    def from_spec(cls, spec) -> "LocalProvider":
+        return cls(model=spec.model, base_url=spec.base_url, dtype=spec.dtype)
 
     def __init__(self, model: str, base_url: str | None = None, dtype: str = "auto"):
         super().__init__(model, base_url)
@@ -105,19 +110,24 @@ class LocalProvider(Provider):
         # Left padding so every prompt ends where generation starts.
         ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=lm.device)
         mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=lm.device)
-        if seeds and seeds[0] is not None:
-            torch.manual_seed(seeds[0])
         sample = temperature is not None and temperature > 0
+        # Sampling is drawn per row from the row's own seed (see RowSampler), so a row's text does not
+        # depend on which rows share its batch; greedy decoding then picks the sampled token.
+        processors = [row_sampler(temperature, 0.95, [s or 0 for s in (seeds or [0] * len(batch))])] if sample else []
+        limit = max_tokens or 128
         with torch.no_grad():
-            out = lm.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_tokens or 128,
-                              do_sample=sample, temperature=temperature if sample else None,
-                              top_p=0.95 if sample else None, top_k=None, pad_token_id=pad)
+            out = lm.generate(input_ids=ids, attention_mask=mask, max_new_tokens=limit, do_sample=False,
+                              temperature=None, top_p=None, top_k=None, pad_token_id=pad,
+                              logits_processor=processors)
         results = []
         for row, prompt in zip(out, prompts):
-            new = row[width:]
-            new = new[new != pad] if pad != tok.eos_token_id else _until_eos(new, tok.eos_token_id)
+            new = _until_eos(row[width:], tok.eos_token_id)
+            if pad != tok.eos_token_id:
+                new = new[new != pad]
             text = tok.decode(new, skip_special_tokens=True).strip()
-            results.append(Completion(text, len(prompt), int(len(new)), self.name, self.model))
+            finish = "length" if len(new) >= limit else "stop"
+            results.append(Completion(text, len(prompt), int(len(new)), self.name, self.model,
+                                      meta={"finish_reason": finish}))
         return results
 
     def score(self, messages, *, fields, low, high) -> Completion:
@@ -192,6 +202,30 @@ class LocalProvider(Provider):
         if n > 1:
             cache.batch_repeat_interleave(n)
         return cache
+
+
+def row_sampler(temperature: float, top_p: float, seeds: list[int]):
+    """A logits processor that samples each row from its own torch.Generator: temperature, nucleus
+    (top-p) filtering, then Gumbel noise, so the argmax that greedy decoding takes is a draw from the
+    filtered distribution (the Gumbel-max trick). One generator per row: batch-independent draws."""
+    import torch
+    from transformers import LogitsProcessor
+
+    class RowSampler(LogitsProcessor):
+        def __init__(self):
+            self.generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
+
+        def __call__(self, input_ids, scores):
+            scores = scores.float() / temperature
+            ordered, order = torch.sort(scores, descending=False)
+            cut = ordered.softmax(-1).cumsum(-1) <= (1 - top_p)
+            cut[..., -1:] = False  # always keep the most likely token
+            scores = scores.masked_fill(cut.scatter(1, order, cut), float("-inf"))
+            u = torch.stack([torch.rand(scores.shape[-1], generator=g) for g in self.generators])
+            gumbel = -torch.log(-torch.log(u.clamp(1e-10, 1 - 1e-7)))
+            return scores + gumbel.to(scores.device)
+
+    return RowSampler()
 
 
 def _until_eos(tokens, eos: int):

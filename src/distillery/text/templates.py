@@ -19,16 +19,11 @@ from __future__ import annotations
 import re
 from collections import Counter, defaultdict
 
-from distillery.diversity import words
+from distillery.text.tokens import UnionFind, jaccard, sentences, words
 from distillery.params import TemplateParams
 
-SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 INNER_CAPITAL = re.compile(r"(?<=\s)[A-Z][\w'-]*")
 NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
-
-
-def sentences(text: str) -> list[str]:
-    return [s.strip() for s in SENTENCE.split(text) if s.strip()]
 
 
 def frame(sentence: str) -> str:
@@ -95,22 +90,14 @@ def group_frames(df: Counter, topic_sets: dict, example: dict, limit: float, nee
     """
     candidates = [f for f, n in df.most_common() if n >= max(3, limit / 10)]
     grams = [_bigrams(f) for f in candidates]
-    parent = list(range(len(candidates)))
-
-    def find(i):
-        while parent[i] != i:
-            i = parent[i]
-        return i
-
+    sets_of = UnionFind(len(candidates))
     for i in range(len(candidates)):
         for j in range(i + 1, len(candidates)):
-            if len(grams[i] & grams[j]) / len(grams[i] | grams[j]) >= cfg.paraphrase_jaccard:
-                parent[max(find(i), find(j))] = min(find(i), find(j))
-    members: dict[int, list[str]] = defaultdict(list)
-    for i, f in enumerate(candidates):  # most frequent first: each group is led by its commonest variant
-        members[find(i)].append(f)
+            if jaccard(grams[i], grams[j]) >= cfg.paraphrase_jaccard:
+                sets_of.union(i, j)
     out = []
-    for g in members.values():
+    # Candidates are most frequent first, so each group is led by its commonest variant.
+    for g in ([candidates[i] for i in group] for group in sets_of.groups()):
         n = sum(df[f] for f in g)
         if n >= limit and len(set().union(*(topic_sets[f] for f in g))) >= need_topics:
             out.append({"frame": g[0], "variants": g, "doc_freq": n, "example": example[g[0]]})
@@ -140,21 +127,31 @@ def mine_spans(texts, contexts, topics, cfg: TemplateParams) -> list[dict]:
         return []
     span_df: Counter[str] = Counter()
     for w in docs:
-        spans, start, end = set(), None, None
-        for i in range(len(w) - n + 1):
-            if tuple(w[i:i + n]) in frequent:
-                if start is None or i > end:  # a gap: the previous span is complete
-                    if start is not None:
-                        spans.add(" ".join(w[start:end + n]))
-                    start = i
-                end = i + 1
-        if start is not None:
-            spans.add(" ".join(w[start:end + n - 1]))
-        span_df.update(spans)
+        span_df.update(set(maximal_spans(w, frequent, n)))
     kept = [s for s, c in span_df.most_common() if c >= limit]
     # Maximal spans only: drop a span that is part of a longer one that is itself frequent.
     kept = [s for s in kept if not any(s != o and f" {s} " in f" {o} " for o in kept)]
     return [{"span": s, "doc_freq": span_df[s]} for s in kept]
+
+
+def maximal_spans(w: list[str], frequent: set, n: int) -> list[str]:
+    """The runs of overlapping frequent n-grams in the words `w`, each joined into one span.
+
+    Consecutive n-grams starting at i and i + 1 share n - 1 words, so a run of them from `start` to
+    `last` covers w[start : last + n]; a gap in the run closes the span.
+    """
+    spans, start, last = [], None, None
+    for i in range(len(w) - n + 1):
+        if tuple(w[i:i + n]) in frequent:
+            if start is not None and i > last + 1:
+                spans.append(" ".join(w[start:last + n]))
+                start = None
+            if start is None:
+                start = i
+            last = i
+    if start is not None:
+        spans.append(" ".join(w[start:last + n]))
+    return spans
 
 
 def build_patterns(texts: list[str], cfg: TemplateParams, contexts: list[str] | None = None,

@@ -19,6 +19,11 @@ from distillery.providers.base import Completion, Provider, ProviderError
 class FakeProvider(Provider):
     name = "fake"
     batches_on_device = True  # answers a batch in-process, like the local model
+    free = True
+
+    @classmethod
+    def from_spec(cls, spec) -> "FakeProvider":
+        return cls(model=spec.model, base_url=spec.base_url)
 
     def __init__(self, model: str = "fake", base_url: str | None = None, responses: list | None = None):
         super().__init__(model, base_url)

@@ -1,6 +1,6 @@
 """`make plan`: what the next `dvc repro` would spend on LLM calls, before anything is paid.
 
-    python -m distillery.plan [--json]
+    python -m distillery.pipeline.plan [--json]
 
 Asks `dvc status` which stages would run (with everything downstream of them), then runs each
 LLM stage's own command from dvc.yaml with --dry-run: the stage builds its real prompts and counts

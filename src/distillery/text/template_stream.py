@@ -18,13 +18,10 @@ from collections import Counter, defaultdict
 
 import numpy as np
 
-from distillery.diversity import words
+from distillery.text.tokens import sentences, stable_hash64, words
 from distillery.params import TemplateParams
-from distillery.templates import (_joined, _matcher, _threshold, build_patterns, copied_positions, frame,
-                                  group_frames, sentences)
-
-MASK64 = (1 << 64) - 1
-
+from distillery.text.templates import (_joined, _matcher, _threshold, build_patterns, copied_positions, frame,
+                                       group_frames, maximal_spans)
 
 class CountMin:
     def __init__(self, width_bits: int = 22, depth: int = 4, seed: int = 7):
@@ -67,7 +64,8 @@ class HyperLogLog:
 
 
 def _keys(items) -> np.ndarray:
-    return np.fromiter((hash(x) & MASK64 for x in items), dtype=np.uint64)
+    # A stable hash: Python's hash() of a str changes with PYTHONHASHSEED, and so would the metrics.
+    return np.fromiter((stable_hash64(x) for x in items), dtype=np.uint64)
 
 
 def _chunks(stream, size: int = 5000):
@@ -160,7 +158,7 @@ def detect_streaming(source, cfg: TemplateParams, on_flag=None) -> tuple[list[di
         joined = _joined(text)
         pids = [pid for pid, m in known_matchers if m(rid, text, frames, joined)]
         pids += sorted({by_variant[f] for f in frames if f in by_variant}, key=lambda p: int(p.split("-")[1]))
-        for span in _maximal_spans(w, frequent, cfg.ngram):
+        for span in maximal_spans(w, frequent, cfg.ngram):
             if not any(f" {span} " in c for c in covered):  # the fixed part of a frame: reported once
                 pids.append(spans.setdefault(span, f"span-{len(spans)}"))
         for pid in pids:
@@ -192,16 +190,3 @@ def _frame_patterns(df, topics, example, limit, need, cfg) -> list[dict]:
              "variants": f["variants"], "doc_freq": f["doc_freq"]}
             for i, f in enumerate(group_frames(df, topics, example, limit, need, cfg))]
 
-
-def _maximal_spans(w: list[str], frequent: set, n: int) -> list[str]:
-    spans, start, end = [], None, None
-    for i in range(len(w) - n + 1):
-        if tuple(w[i:i + n]) in frequent:
-            if start is None or i > end:
-                if start is not None:
-                    spans.append(" ".join(w[start:end + n - 1]))
-                start = i
-            end = i + 1
-    if start is not None:
-        spans.append(" ".join(w[start:end + n - 1]))
-    return spans

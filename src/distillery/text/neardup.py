@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from distillery.diversity import words
+from distillery.text.tokens import UnionFind, jaccard, shingles
 
 
 @dataclass
@@ -25,17 +25,6 @@ class NearDuplicates:
         return out
 
 
-def shingles(text: str, k: int) -> set[str]:
-    w = words(text)
-    if len(w) <= k:
-        return {" ".join(w)} if w else set()
-    return {" ".join(w[i:i + k]) for i in range(len(w) - k + 1)}
-
-
-def jaccard(a: set, b: set) -> float:
-    return len(a & b) / len(a | b) if a or b else 1.0
-
-
 def find_near_duplicates(texts: list[str], *, shingle: int = 3, num_perm: int = 64, threshold: float = 0.8,
                          seed: int = 1) -> NearDuplicates:
     from datasketch import MinHash, MinHashLSH
@@ -43,14 +32,7 @@ def find_near_duplicates(texts: list[str], *, shingle: int = 3, num_perm: int = 
     sets = [shingles(t, shingle) for t in texts]
     hashes = MinHash.bulk([[s.encode() for s in sh] for sh in sets], num_perm=num_perm, seed=seed)
     lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
-    parent = list(range(len(texts)))
-
-    def find(i):
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
+    sets_of = UnionFind(len(texts))
     pairs = []
     for j, (mh, sh) in enumerate(zip(hashes, sets)):
         if not sh:
@@ -58,12 +40,7 @@ def find_near_duplicates(texts: list[str], *, shingle: int = 3, num_perm: int = 
         for i in lsh.query(mh):  # only earlier items are in the index: each pair is seen once
             if jaccard(sets[i], sh) >= threshold:
                 pairs.append((i, j))
-                a, b = find(i), find(j)
-                if a != b:
-                    parent[max(a, b)] = min(a, b)
+                sets_of.union(i, j)
         lsh.insert(j, mh)
-    groups: dict[int, list[int]] = {}
-    for i in range(len(texts)):
-        groups.setdefault(find(i), []).append(i)
-    clusters = sorted((g for g in groups.values() if len(g) > 1), key=lambda g: g[0])
+    clusters = [g for g in sets_of.groups() if len(g) > 1]
     return NearDuplicates(clusters, sorted(pairs))

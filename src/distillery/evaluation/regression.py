@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from distillery.params import EvaluateThresholds, FilterParams
-from distillery.scoring import tier_of, weighted_score
+from distillery.labeling.scoring import tier_of, weighted_score
 
 
 def error_metrics(pred: np.ndarray, records: list[dict], filt: FilterParams) -> dict:

@@ -1,4 +1,4 @@
-"""A content-addressed cache of LLM calls in SQLite, and an append-only journal per stage.
+"""A content-addressed cache of LLM calls in SQLite.
 
 The cache key hashes everything that decides an answer (provider, model, kind of call, messages,
 sampling params and a sample index), so a rerun pays nothing and temperature > 0 still reproduces.
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sqlite3
 import threading
 from pathlib import Path
@@ -33,6 +32,18 @@ class CallCache:
             row = self._db.execute("SELECT value FROM calls WHERE key = ?", (key,)).fetchone()
         return json.loads(row[0]) if row else None
 
+    def get_many(self, keys: list[str]) -> dict[str, dict]:
+        """The cached values of those `keys` that are cached, in a few queries rather than one a key."""
+        found: dict[str, dict] = {}
+        unique = list(dict.fromkeys(keys))
+        with self._lock:
+            for start in range(0, len(unique), 900):  # SQLite's limit on parameters per statement
+                chunk = unique[start:start + 900]
+                rows = self._db.execute(f"SELECT key, value FROM calls WHERE key IN ({','.join('?' * len(chunk))})",
+                                        chunk).fetchall()
+                found.update((k, json.loads(v)) for k, v in rows)
+        return found
+
     def put(self, key: str, value: dict) -> None:
         with self._lock, self._db:  # one transaction a call: a killed run keeps every answer it paid for
             self._db.execute("INSERT OR REPLACE INTO calls VALUES (?, ?)", (key, json.dumps(value)))
@@ -43,32 +54,3 @@ class CallCache:
 
     def close(self) -> None:
         self._db.close()
-
-
-class Journal:
-    """Append-only JSONL of per-record results, keyed, so a killed stage resumes where it stopped.
-
-    A torn last line (the process died mid-write) is ignored; everything before it is kept.
-    """
-
-    def __init__(self, path: Path | str):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-
-    def load(self) -> dict[str, dict]:
-        done: dict[str, dict] = {}
-        if self.path.exists():
-            with self.path.open(encoding="utf-8") as fh:
-                for line in fh:
-                    try:
-                        entry = json.loads(line)
-                    except json.JSONDecodeError:
-                        continue
-                    done[entry["key"]] = entry["value"]
-        return done
-
-    def append(self, key: str, value: dict) -> None:
-        with self.path.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps({"key": key, "value": value}, ensure_ascii=False) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())

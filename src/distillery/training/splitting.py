@@ -51,7 +51,7 @@ def stratified_split(records: list[dict], cfg: SplitParams, groups_of: list[str]
 
 def near_duplicate_groups(records: list[dict], div) -> tuple[list[str], list[tuple[str, str]]]:
     """(group name per record, near-duplicate id pairs): exact copies and near-duplicate clusters."""
-    from distillery.neardup import find_near_duplicates
+    from distillery.text.neardup import find_near_duplicates
 
     texts = [subject_text(r) for r in records]
     near = find_near_duplicates(texts, shingle=div.shingle, num_perm=div.num_perm, threshold=div.threshold,

@@ -9,14 +9,10 @@ from __future__ import annotations
 import gzip
 import math
 import random
-import re
 from collections import Counter
 
-WORD = re.compile(r"[a-z0-9']+")
-
-
-def words(text: str) -> list[str]:
-    return WORD.findall(text.lower())
+from distillery.text.neardup import find_near_duplicates
+from distillery.text.tokens import words
 
 
 def distinct_n(texts: list[str], n: int, tokens: list[list[str]] | None = None) -> float:
@@ -77,8 +73,6 @@ def diversity_metrics(texts: list[str], cfg=None, near=None) -> dict:
     out["compression_ratio"] = compression_ratio(texts)
     out["self_repetition_4gram"] = self_repetition(texts, 4, tokens)
     if cfg is not None:
-        from distillery.neardup import find_near_duplicates
-
         nd = near or find_near_duplicates(texts, shingle=cfg.shingle, num_perm=cfg.num_perm,
                                           threshold=cfg.threshold, seed=cfg.seed)
         out["near_duplicate_rate"] = round(sum(len(c) - 1 for c in nd.clusters) / len(texts), 4) if texts else 0.0

@@ -72,7 +72,7 @@ def calibration_metrics(sample: list[dict], labeled: list[dict], failures: list[
     }
 
 
-def verdict(m: dict, t: CalibrationThresholds) -> tuple[str, list[str]]:
+def verdict(m: dict, t: CalibrationThresholds, drift_max: float = 0.10) -> tuple[str, list[str]]:
     """PASS / REVIEW / FAIL and the reasons, from the thresholds in params."""
     fails, reviews = [], []
     for rate, pass_at, review_at, label in (
@@ -89,8 +89,8 @@ def verdict(m: dict, t: CalibrationThresholds) -> tuple[str, list[str]]:
         fails.append(f"failed/unparseable replies {m['failure_rate']:.0%} > {t.parse_fail_max:.0%}")
     if "drift" in m:
         for name, d in m["drift"].items():
-            if name.endswith("_rate") and abs(d) > t.drift_max:
-                reviews.append(f"{name} drifted {d:+.0%} from calibration (> {t.drift_max:.0%}): "
+            if name.endswith("_rate") and abs(d) > drift_max:
+                reviews.append(f"{name} drifted {d:+.0%} from calibration (> {drift_max:.0%}): "
                                "the prompt may be tuned to the calibration sample")
     status = "FAIL" if fails else "REVIEW" if reviews else "PASS"
     return status, fails + reviews
@@ -102,14 +102,14 @@ def drift(validation: dict, calibration: dict) -> dict:
 
 
 def assess(title: str, sample: list[dict], labeled: list[dict], failures: list[dict], filt: FilterParams,
-           t: CalibrationThresholds, baseline: dict | None = None) -> tuple[dict, str]:
+           t: CalibrationThresholds, baseline: dict | None = None, drift_max: float = 0.10) -> tuple[dict, str]:
     """(metrics with verdict, markdown report) for one labeled sample; `baseline` adds drift."""
     from distillery.reports import calibration_report
 
     m = calibration_metrics(sample, labeled, failures, filt)
     if baseline is not None:
         m["drift"] = drift(m, baseline)
-    status, reasons = verdict(m, t)
+    status, reasons = verdict(m, t, drift_max)
     m["verdict"], m["reasons"] = status, reasons
     expect = {r["id"]: r.get("expect") for r in sample}
     wrong = [{**r, "expect": expect[r["id"]]} for r in labeled

@@ -1,6 +1,6 @@
 """Write the shipped demo corpus: tool-using weather/travel conversations, half of them templated.
 
-    python -m distillery.demo_corpus --out data/raw    # writes corpus.jsonl and style.jsonl
+    python -m distillery.testing.demo_corpus --out data/raw    # writes corpus.jsonl and style.jsonl
 
 Seeded, so the shipped files are reproducible. About half the final answers are built on four stock
 phrases (the way LLM-generated sets are: one reported set reused 4 phrases in 59% of 14,399 answers);

@@ -1,0 +1,92 @@
+"""Tokens, cost and the budget: what a stage spent, by provider, and the call that would pass the cap.
+
+A call reserves the most it can cost (prompt estimate + max_tokens at its model's price) before it is
+sent, and settles at what it really cost when it returns, so concurrent calls can never together pass
+the budget. A priced model is one with a row in base.prices; a provider that is free (local, fake)
+needs none, and a budget over a model with no price cannot be enforced (the stage says so).
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from distillery.engine.requests import BudgetExceeded
+
+
+@dataclass
+class CallStats:
+    calls: int = 0  # requests that reached the model and were answered
+    cache_hits: int = 0
+    journal_hits: int = 0  # records a resumed stage took from its journal, without any call
+    retries: int = 0
+    failures: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    fallbacks: int = 0  # calls answered by a chain member after an earlier one failed
+    rate_limit_wait_s: float = 0.0
+    by_provider: dict = field(default_factory=dict)
+    unpriced: set = field(default_factory=set)
+
+    def as_metrics(self) -> dict:
+        return {"calls": self.calls, "cache_hits": self.cache_hits, "journal_hits": self.journal_hits,
+                "retries": self.retries, "call_failures": self.failures, "fallbacks": self.fallbacks,
+                "input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
+                "cost_usd": round(self.cost_usd, 6), "rate_limit_wait_s": round(self.rate_limit_wait_s, 2),
+                "by_provider": self.by_provider, "unpriced_models": sorted(self.unpriced)}
+
+
+class BudgetMeter:
+    def __init__(self, prices: dict, budget_usd: float | None, stats: CallStats):
+        self.prices, self.budget_usd, self.stats = prices, budget_usd, stats
+        self.stopped: str | None = None  # why no more calls are made (the budget)
+        self._reserved = 0.0
+        self._lock = threading.Lock()
+
+    def cost(self, model: str, input_tokens: int, output_tokens: int) -> float:
+        price = self.prices.get(model)
+        return 0.0 if price is None else (input_tokens * price.input + output_tokens * price.output) / 1e6
+
+    def priced(self, member) -> bool:
+        return member.provider.free or member.spec.model in self.prices
+
+    def reserve(self, member, est_in: int, est_out: int) -> float:
+        """Set aside the most this call can cost; raise BudgetExceeded if that would pass the budget."""
+        est = self.cost(member.spec.model, est_in, est_out)
+        with self._lock:
+            if self.stopped:
+                raise BudgetExceeded(self.stopped)
+            if self.budget_usd is not None and self.stats.cost_usd + self._reserved + est > self.budget_usd:
+                self.stopped = (f"budget of ${self.budget_usd:g} reached (${self.stats.cost_usd:.4f} spent, "
+                                f"next call up to ${est:.4f})")
+                raise BudgetExceeded(self.stopped)
+            self._reserved += est
+        return est
+
+    def settle(self, member, completion, reserved: float, waited_s: float = 0.0) -> None:
+        """Release the reservation; count an answered call's tokens and cost."""
+        with self._lock:
+            self._reserved -= reserved
+            if completion is None:
+                return
+            s, c = self.stats, completion
+            cost = self.cost(member.spec.model, c.input_tokens, c.output_tokens)
+            if not self.priced(member):
+                s.unpriced.add(member.spec.model)
+            s.calls += 1
+            s.input_tokens += c.input_tokens
+            s.output_tokens += c.output_tokens
+            s.cost_usd += cost
+            s.rate_limit_wait_s += waited_s
+            row = s.by_provider.setdefault(member.label, {"calls": 0, "input_tokens": 0, "output_tokens": 0,
+                                                          "cost_usd": 0.0})
+            row["calls"] += 1
+            row["input_tokens"] += c.input_tokens
+            row["output_tokens"] += c.output_tokens
+            row["cost_usd"] = round(row["cost_usd"] + cost, 6)
+
+    def count(self, **increments) -> None:
+        """Add to the plain counters (retries, failures, fallbacks, cache_hits) from any thread."""
+        with self._lock:
+            for name, n in increments.items():
+                setattr(self.stats, name, getattr(self.stats, name) + n)

@@ -1,0 +1,82 @@
+"""Which provider of the chain takes a call: fallback in order, or spread by capacity (round robin).
+
+Each member has its own limiter (rpm, tpm), its own `concurrency` and a health count. `fallback` sends
+every call to the first healthy member and moves on only when it fails. `round_robin` sends each call
+to the member that can start it soonest (free concurrency, then the earliest limiter slot), so three
+providers limited to 20, 10 and 5 requests a second serve close to 35 together, where strict turns
+would run at three times the slowest one's pace. A member that failed DOWN_AFTER calls in a row is
+tried last until it answers again.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+from distillery.engine.limiter import RateLimiter
+
+DOWN_AFTER = 3  # calls in a row a member fails before the chain stops trying it first
+
+
+@dataclass(eq=False)
+class Member:
+    """One provider of the chain, with its own limiter, concurrency and health."""
+    spec: object  # ModelSpec
+    provider: object  # Provider
+    limiter: RateLimiter
+    concurrency: int
+    in_flight: int = 0
+    failures_in_row: int = 0
+
+    @property
+    def label(self) -> str:
+        return f"{self.spec.provider}/{self.spec.model}"
+
+    @property
+    def down(self) -> bool:
+        return self.failures_in_row >= DOWN_AFTER
+
+
+class Router:
+    def __init__(self, members: list[Member], routing: str = "fallback"):
+        self.members, self.routing = members, routing
+        self._cond = threading.Condition()
+
+    def workers(self) -> int:
+        """Threads that keep every member busy: the first member's concurrency, or all of them summed."""
+        if self.routing == "round_robin":
+            return max(1, sum(m.concurrency for m in self.members))
+        return max(1, self.members[0].concurrency)
+
+    def able(self, request) -> list[Member]:
+        return [m for m in self.members if request.kind != "score" or m.provider.supports_score]
+
+    def acquire(self, request, tried: set, tokens: int) -> tuple[Member, float] | None:
+        """(member, its reserved start time) for a call not yet tried on `tried`; None when none is left.
+
+        Blocks while every eligible member is at its concurrency limit."""
+        with self._cond:
+            while True:
+                left = [m for m in self.able(request) if m not in tried]
+                if not left:
+                    return None
+                healthy = [m for m in left if not m.down] or left  # the down ones only when nothing else is left
+                if self.routing != "round_robin":
+                    healthy = healthy[:1]
+                free = [m for m in healthy if m.in_flight < m.concurrency]
+                if free:
+                    now = time.monotonic()
+                    best = min(free, key=lambda m: (max(now, m.limiter.next_start(tokens)), m.in_flight / m.concurrency))
+                    best.in_flight += 1
+                    return best, best.limiter.reserve(tokens)
+                self._cond.wait(timeout=1.0)
+
+    def release(self, member: Member, ok: bool | None) -> None:
+        """The call on `member` ended: ok (answered), False (failed), None (not made: the budget)."""
+        with self._cond:
+            member.in_flight -= 1
+            if ok is True:
+                member.failures_in_row = 0
+            elif ok is False:
+                member.failures_in_row += 1
+            self._cond.notify_all()
