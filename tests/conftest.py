@@ -51,3 +51,23 @@ def conversation(rid: str, answer: str, *, persona="neutral", expect=None, city=
     if expect:
         r["expect"] = expect
     return r
+
+
+def merge(base: dict, over: dict) -> dict:
+    """`over` laid onto `base`, nested sections merged key by key."""
+    for k, v in over.items():
+        base[k] = merge(base.get(k, {}), v) if isinstance(v, dict) else v
+    return base
+
+
+def params_file(path, over: dict) -> Path:
+    """The shipped params.yaml with `over` laid onto it (a `filter` in `over` replaces the shipped one
+    whole: a filter is one definition, not a patch), written to `path`."""
+    import yaml
+
+    data = yaml.safe_load((ROOT / "params.yaml").read_text())
+    if "filter" in over:
+        data.pop("filter")
+    data = merge(data, json.loads(json.dumps(over)))
+    Path(path).write_text(yaml.safe_dump(data, sort_keys=False))
+    return Path(path)

@@ -12,7 +12,7 @@ import yaml
 
 from distillery.testing.mock_api import MockAPI
 from distillery.records import load_records, write_records
-from tests.conftest import FILTER, ROOT, conversation
+from tests.conftest import FILTER, ROOT, conversation, params_file
 
 KEY = "sk-ant-fake-DO-NOT-LEAK-7f3a"
 
@@ -23,7 +23,7 @@ def setup(tmp_path, api, records, **label):
     params = {"base": {"oracle": oracle, "state_dir": str(tmp_path / "state"),
                        "prices": {"claude-test": {"input": 3.0, "output": 15.0}}},
               "filter": FILTER, "label": {"max_retries": 2, **label}}
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    params_file(tmp_path / "params.yaml", params)
     (tmp_path / "gate.json").write_text(json.dumps({"verdict": "PASS", "reasons": []}))
     write_records(tmp_path / "corpus.jsonl", records)
 

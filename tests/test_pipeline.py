@@ -10,7 +10,7 @@ import yaml
 
 from distillery.testing.demo_corpus import build
 from distillery.records import write_records
-from tests.conftest import ROOT
+from tests.conftest import ROOT, merge
 
 STAGES = ["calibrate", "validate", "detect_templates", "regenerate", "label", "split", "train", "evaluate"]
 TINY = {
@@ -34,12 +34,6 @@ def run(cmd, cwd, check=True, env=None):
 
 def ran(output: str) -> list[str]:
     return [s for s in STAGES if f"Running stage '{s}'" in output]
-
-
-def merge(base: dict, over: dict) -> dict:
-    for k, v in over.items():
-        base[k] = merge(base.get(k, {}), v) if isinstance(v, dict) else v
-    return base
 
 
 def copy_project(root):

@@ -40,10 +40,11 @@ def keys(monkeypatch):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # the Makefile's offline demo setting
 
 
-def engine_for(provider, url, tmp_path, **spec):
+def engine_for(provider, url, tmp_path, prices=None, budget_usd=None, **spec):
     spec = ModelSpec(provider=provider, model="test-model", base_url=url + PROVIDERS.get(provider, ""),
                      timeout_s=2.0, max_tokens=64, **spec)
-    return Engine(spec, CallCache(tmp_path / "cache.sqlite"), max_retries=2, backoff_s=0.01)
+    return Engine(spec, CallCache(tmp_path / "cache.sqlite"), max_retries=2, backoff_s=0.01, prices=prices,
+                  budget_usd=budget_usd)
 
 
 @pytest.mark.parametrize("provider", list(PROVIDERS))
@@ -121,16 +122,15 @@ def test_round_robin_spreads_calls_and_a_rerun_pays_nothing(filt, tmp_path):
 
 def test_a_budget_stops_cleanly_and_a_rerun_resumes_without_paying_twice(filt, tmp_path):
     from distillery.engine.journal import Journal
-    from distillery.engine.engine import BudgetExceeded
+    from distillery.engine.job import BudgetStop
     from distillery.params import Price
 
     records = [conversation(str(i), f"Answer number {i}.") for i in range(20)]
     journal = Journal(tmp_path / "label.jsonl")
     prices = {"test-model": Price(input=1000.0, output=1000.0)}  # dear, so a small budget bites
     with MockAPI() as api:
-        engine = engine_for("openai_compat", api.url, tmp_path, concurrency=1)
-        engine.prices, engine.budget_usd = prices, 2.0
-        with pytest.raises(BudgetExceeded, match="budget of \\$2 reached"):
+        engine = engine_for("openai_compat", api.url, tmp_path, concurrency=1, prices=prices, budget_usd=2.0)
+        with pytest.raises(BudgetStop, match="budget of \\$2 reached"):
             label_all(records, engine, PROMPT, filt, journal=journal)
         paid = api.requests
         assert 0 < paid < 20 and len(journal.load()) == paid

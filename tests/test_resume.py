@@ -9,7 +9,7 @@ import time
 import yaml
 
 from distillery.records import load_records, subject_text, write_records
-from tests.conftest import ROOT, conversation
+from tests.conftest import ROOT, conversation, params_file
 
 STOCK = "I hope this helps! Let me know if you need anything else."
 
@@ -18,7 +18,7 @@ def test_killed_regenerate_resumes_from_its_journal(tmp_path):
     state = tmp_path / "state"
     params = {"base": {"generator": {"provider": "fake", "model": "fake"}, "state_dir": str(state)},
               "regenerate": {"batch_size": 1, "max_attempts": 1}}
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    params_file(tmp_path / "params.yaml", params)
     records = [conversation(f"r{i}", f"Answer {i}. {STOCK}") for i in range(12)]
     write_records(tmp_path / "corpus.jsonl", records)
     write_records(tmp_path / "flagged.jsonl", [{"id": r["id"], "patterns": ["phrase-0"]} for r in records])

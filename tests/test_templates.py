@@ -96,3 +96,17 @@ def test_text_copied_from_the_tool_result_is_not_a_template():
     cfg = TemplateParams(min_count=10, min_share=0.1, min_topics=1)
     assert [p for p in build_patterns(texts, cfg, contexts=contexts) if p["kind"].startswith("mined")] == []
     assert [p for p in build_patterns(texts, cfg) if p["kind"].startswith("mined")] != []
+
+
+def test_two_separate_stock_phrases_in_one_answer_are_both_found():
+    """Each answer carries two stock phrases mid-sentence, with varied words between and around them;
+    merging n-grams into spans once cut the first span one word too long, so it was never found."""
+    rng = random.Random(3)
+    first, second = "as always pack a light layer just in case", "the local forecast office updates this hourly"
+    texts = []
+    for _ in range(120):
+        w = lambda k: " ".join(rng.choice(VOCAB) for _ in range(k))  # noqa: E731
+        texts.append(f"{w(4)} {first} {w(5)} {second} {w(4)}.")
+    cfg = TemplateParams(min_count=10, min_share=0.05, min_words=50, ngram=4, mine=True)
+    spans = [p["text"] for p in build_patterns(texts, cfg) if p["kind"] == "mined_span"]
+    assert first in spans and second in spans

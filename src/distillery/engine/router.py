@@ -65,8 +65,9 @@ class Router:
                     healthy = healthy[:1]
                 free = [m for m in healthy if m.in_flight < m.concurrency]
                 if free:
-                    now = time.monotonic()
-                    best = min(free, key=lambda m: (max(now, m.limiter.next_start(tokens)), m.in_flight / m.concurrency))
+                    starts = {m: m.limiter.next_start(tokens) for m in free}
+                    now = time.monotonic()  # after the peeks: a member with a free slot now waits 0
+                    best = min(free, key=lambda m: (max(0.0, starts[m] - now), m.in_flight / m.concurrency))
                     best.in_flight += 1
                     return best, best.limiter.reserve(tokens)
                 self._cond.wait(timeout=1.0)

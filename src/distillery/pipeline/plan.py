@@ -5,7 +5,9 @@
 Asks `dvc status` which stages would run (with everything downstream of them), then runs each
 LLM stage's own command from dvc.yaml with --dry-run: the stage builds its real prompts and counts
 journal and cache hits, so the estimate is of this run, not of a run from scratch. Output tokens are
-counted at max_tokens and regenerate at max_attempts, so the cost is an upper bound.
+counted at max_tokens and every attempt a job may make (max_attempts), so the cost is an upper bound.
+An LLM stage is one whose script runs the resumable job (engine/job.py), found from its imports:
+a new LLM stage shows up here without being listed.
 """
 from __future__ import annotations
 
@@ -15,9 +17,23 @@ import shlex
 import subprocess
 import sys
 
+from pathlib import Path
+
 import yaml
 
-LLM_STAGES = ("calibrate", "validate", "regenerate", "label")
+from distillery.pipeline.deps import import_closure, stage_script
+
+JOB_MODULE = Path("src/distillery/engine/job.py")
+
+
+def llm_stages(dvc_yaml: dict, root: Path = Path(".")) -> list[str]:
+    """The stages whose script runs an LLM job (and so takes --dry-run)."""
+    out = []
+    for name, stage in dvc_yaml["stages"].items():
+        script = stage_script(stage["cmd"])
+        if script and JOB_MODULE in import_closure(root / script, root / "src"):
+            out.append(name)
+    return out
 
 
 def stages_to_run(dvc_yaml: dict) -> list[str]:
@@ -55,7 +71,8 @@ def main() -> None:
     with open("dvc.yaml", encoding="utf-8") as fh:
         dvc_yaml = yaml.safe_load(fh)
     run = stages_to_run(dvc_yaml)
-    plans = [dry_run(dvc_yaml["stages"][name]["cmd"]) for name in run if name in LLM_STAGES]
+    llm = llm_stages(dvc_yaml)
+    plans = [dry_run(dvc_yaml["stages"][name]["cmd"]) for name in run if name in llm]
     total = {k: sum(p.get(k, 0) for p in plans) for k in ("calls", "cache_hits", "journal_hits", "input_tokens",
                                                            "output_tokens_max")}
     total["cost_usd_max"] = round(sum(p["cost_usd_max"] for p in plans), 4)
@@ -76,7 +93,7 @@ def main() -> None:
     print(f"{'total':<11} {'':<40} {'':>7} {total['journal_hits']:>7} {total['cache_hits']:>7} "
           f"{total['calls']:>7} {total['input_tokens']:>9} {total['output_tokens_max']:>9} {total['cost_usd_max']:>10.4f}")
     notes = [f"{p['stage']}: estimated from {p['corpus']} (its input does not exist yet)" for p in plans
-             if p.get("corpus") and p["corpus"].startswith("data/raw")]
+             if p.get("estimated_from_fallback")]
     notes += [f"{p['stage']}: detect_templates has not run; counted every record as flagged" for p in plans
               if p.get("flagged_known") is False]
     notes += [f"{p['stage']}: no price for this model in base.prices; cost not known" for p in plans if not p["priced"]]
