@@ -76,7 +76,7 @@ def main():
                  for i, (api, rps) in enumerate(zip(apis, limits))]
         spec = ModelSpec(**{**vars(specs[0]), "chain": specs[1:], "routing": routing})
         engine = Engine(spec, CallCache(Path(tmp) / "cache.sqlite"))
-        t0 = time.perf_counter()
+        t0, m0 = time.perf_counter(), time.monotonic()
         labeled, failures = label_all(records, engine, prompt, filt, journal=Journal(Path(tmp) / "j1.jsonl"))
         first = time.perf_counter() - t0
 
@@ -97,8 +97,13 @@ def main():
             steady = (len(acc) - 1) / span if span else 0.0
             print(f"  provider {s.model} (limit {rps:g}/s): {api.requests} requests, {api.statuses[200]} answered, "
                   f"{api.statuses[429]} answered 429, share of calls {api.statuses[200] / max(1, answered):.3f} "
-                  f"(of limits {rps / total:.3f}), {steady:.2f}/s between its first and last accepted, "
+                  f"(of limits {rps / total:.3f}), {steady:.2f}/s between its first accepted (at "
+                  f"{acc[0] - m0 if acc else 0:.2f} s) and last (at {acc[-1] - m0 if acc else 0:.2f} s), "
                   f"at most {api.max_in_flight} in flight")
+        ideal = answered / total + args.latency
+        print(f"ideal at the sum of limits: {ideal:.2f} s ({answered} calls / {total:g}/s + one latency); lost "
+              f"{first - ideal:.2f} s, of which {min(a.accepted_at[0] for a in apis if a.accepted_at) - m0:.2f} s "
+              f"before the first request was accepted")
         s = engine.stats
         print(f"engine: {s.calls} calls, {s.retries} retries, {s.failures} failures, "
               f"rate-limit wait {s.rate_limit_wait_s:.1f} s summed over threads")

@@ -1,0 +1,1 @@
+"""Evaluation of a student against the oracle: regression metrics and the deploy verdict."""

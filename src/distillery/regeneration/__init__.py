@@ -1,0 +1,1 @@
+"""Regeneration: rewriting templated answers in the persona's voice, tool calls untouched."""

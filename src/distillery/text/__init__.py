@@ -1,0 +1,1 @@
+"""Text analysis: tokens and shingles, near-duplicates, diversity figures and template mining."""
