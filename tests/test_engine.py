@@ -84,21 +84,21 @@ def test_cache_hits_are_resolved_in_bulk_before_any_call(make_engine):
     requests = [engine.complete_request([{"role": "user", "content": f"q{i}"}]) for i in range(50)]
     engine.run_all(requests)
     lookups = []
-    real = engine.cache.get_many
-    engine.cache.get_many = lambda keys: lookups.append(len(keys)) or real(keys)
+    real = engine.cache.cache.get_many
+    engine.cache.cache.get_many = lambda keys: lookups.append(len(keys)) or real(keys)
     engine.provider.calls.clear()
     assert [r.text for r in engine.run_all(requests)] == [r.text for r in engine.run_all(requests)]
     assert lookups == [50, 50] and engine.provider.calls == []  # one bulk lookup a run, no call
 
 
-def test_the_seed_is_the_requests_own_not_its_batch_neighbours(make_engine):
+def test_the_seed_is_the_requests_own_not_its_batch_neighbours(make_engine, tmp_path):
     engine = make_engine()
     a = CompleteRequest([{"role": "user", "content": "a"}], 0.9, 10, sample=1)
     b = CompleteRequest([{"role": "user", "content": "b"}], 0.9, 10, sample=1)
     engine.run_all([a, b])
     together = {c["messages"][0]["content"]: c["seed"] for c in engine.provider.calls}
     alone = make_engine()
-    alone.cache = CallCache(alone.cache._db.execute("PRAGMA database_list").fetchone()[2] + ".2")
+    alone.cache.cache = CallCache(tmp_path / "another.sqlite")  # not answered from the first run's cache
     alone.run_all([b])
     assert alone.provider.calls[0]["seed"] == together["b"] and together["a"] != together["b"]
 

@@ -91,6 +91,6 @@ def test_journal_resumes_without_calling_the_model_again(filt, make_engine, tmp_
     with journal.path.open("a") as fh:
         fh.write('{"key": "torn')
     engine = make_engine()
-    engine.cache.get_many = lambda keys: {}  # prove the journal, not the cache, answers
+    engine.cache.cache.get_many = lambda keys: {}  # prove the journal, not the cache, answers
     second, _ = label_all(records, engine, PROMPT, filt, journal=journal)
     assert second == first and engine.provider.calls == []

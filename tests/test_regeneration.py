@@ -58,7 +58,7 @@ def test_killed_run_resumes_from_the_journal(make_engine, tmp_path):
     flagged = {"a": ["phrase-0"], "b": ["phrase-0"]}
     first = regenerate_all(corpus(), flagged, PATTERNS, STYLE, make_engine(), PROMPT, CFG, seed=1, journal=journal)
     engine = make_engine()
-    engine.cache.get_many = lambda keys: {}  # the journal alone must answer
+    engine.cache.cache.get_many = lambda keys: {}  # the journal alone must answer
     again = regenerate_all(corpus(), flagged, PATTERNS, STYLE, engine, PROMPT, CFG, seed=1, journal=journal)
     assert again == first and engine.provider.calls == []
 

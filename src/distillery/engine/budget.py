@@ -10,7 +10,8 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
-from distillery.engine.requests import BudgetExceeded
+from distillery.engine.requests import BudgetExceeded, prompt_chars
+from distillery.providers.base import SetupError
 
 
 @dataclass
@@ -49,6 +50,22 @@ class BudgetMeter:
 
     def priced(self, member) -> bool:
         return member.provider.free or member.spec.model in self.prices
+
+    def check_priced(self, members) -> None:
+        """A budget over a hosted model with no price cannot be kept: refuse to start, naming it."""
+        unpriced = [m.spec.model for m in members if not self.priced(m)]
+        if self.budget_usd is not None and unpriced:
+            raise SetupError(f"a budget of ${self.budget_usd:g} cannot be kept: no price for {', '.join(unpriced)} "
+                             "in base.prices (USD per million tokens)")
+
+    def estimate(self, member, requests: list) -> dict:
+        """The most `requests` can cost on `member`: input estimated at 4 characters a token, output at
+        each request's maximum (an upper bound)."""
+        tokens_in = sum(prompt_chars(r.messages) // 4 for r in requests)
+        tokens_out = sum(r.output_tokens_max() for r in requests)
+        return {"provider": member.label, "calls": len(requests), "input_tokens": tokens_in,
+                "output_tokens_max": tokens_out, "priced": self.priced(member),
+                "cost_usd_max": round(self.cost(member.spec.model, tokens_in, tokens_out), 4)}
 
     def reserve(self, member, est_in: int, est_out: int) -> float:
         """Set aside the most this call can cost; raise BudgetExceeded if that would pass the budget."""

@@ -54,3 +54,36 @@ class CallCache:
 
     def close(self) -> None:
         self._db.close()
+
+
+class ChainCache:
+    """The cache as the engine sees it: a request's key under each member of a provider chain, looked
+    up in bulk, so a rerun finds an answer whichever member gave it."""
+
+    def __init__(self, cache: CallCache, members: list):
+        self.cache, self.members = cache, members
+
+    @staticmethod
+    def key(member, request) -> str:
+        s = member.spec
+        return content_key(provider=s.provider, model=s.model, base_url=s.base_url, dtype=s.dtype,
+                           **request.key_parts())
+
+    def lookup(self, requests: list) -> dict:
+        """index -> cached Completion, for the requests some member of the chain answered once."""
+        from distillery.providers.base import Completion
+
+        keys = [[self.key(m, r) for m in self.members] for r in requests]
+        found = self.cache.get_many([k for row in keys for k in row])
+        hits = {}
+        for i, row in enumerate(keys):
+            hit = next((found[k] for k in row if k in found), None)
+            if hit is not None:
+                hits[i] = Completion.from_dict(hit)
+        return hits
+
+    def put(self, member, request, completion) -> None:
+        self.cache.put(self.key(member, request), completion.to_dict())
+
+    def __len__(self) -> int:
+        return len(self.cache)

@@ -16,31 +16,29 @@ from __future__ import annotations
 from pathlib import Path
 
 from distillery.engine.budget import BudgetMeter, CallStats
-from distillery.engine.cache import CallCache, content_key
+from distillery.engine.cache import CallCache, ChainCache
 from distillery.engine.dispatch import run_device, run_threads
 from distillery.engine.limiter import RateLimiter
-from distillery.engine.requests import BudgetExceeded, CallFailed, CompleteRequest, ScoreRequest, prompt_chars
+from distillery.engine.requests import BudgetExceeded, CallFailed, CompleteRequest, prompt_chars
 from distillery.engine.retry import NOT_RETRYABLE, RetryPolicy
 from distillery.engine.router import Member, Router
-from distillery.providers import Completion, ProviderError, provider_for
-from distillery.providers.base import SetupError
+from distillery.providers import Completion, ProviderError, provider_for  # noqa: F401 - Completion: the results
 
 
 class Engine:
     def __init__(self, spec, cache: CallCache, *, max_retries: int = 2, provider=None, backoff_s: float = 0.5,
                  prices: dict | None = None, budget_usd: float | None = None, batch_size: int = 16):
-        self.spec, self.cache, self.batch_size = spec, cache, batch_size
+        self.spec, self.batch_size = spec, batch_size
         specs = [spec, *spec.chain]
         self.members = [Member(s, provider if (i == 0 and provider) else provider_for(s),
                                RateLimiter(s.rpm, s.tpm), max(1, s.concurrency)) for i, s in enumerate(specs)]
         self.provider = self.members[0].provider
+        self.cache = ChainCache(cache, self.members)
         self.router = Router(self.members, spec.routing)
         self.retry = RetryPolicy(max_retries, backoff_s)
         self.stats = CallStats()
         self.budget = BudgetMeter(prices or {}, budget_usd, self.stats)
-        if budget_usd is not None and self.unpriced_for_budget():
-            raise SetupError(f"a budget of ${budget_usd:g} cannot be kept: no price for "
-                             f"{', '.join(self.unpriced_for_budget())} in base.prices (USD per million tokens)")
+        self.budget.check_priced(self.members)
 
     @classmethod
     def for_stage(cls, spec, base, **kw) -> "Engine":
@@ -50,27 +48,6 @@ class Engine:
     @property
     def stopped(self) -> str | None:
         return self.budget.stopped
-
-    def unpriced_for_budget(self) -> list[str]:
-        """Models of the chain a budget cannot be enforced on: hosted, and not in base.prices."""
-        return [m.spec.model for m in self.members if not self.budget.priced(m)]
-
-    # --- the cache ------------------------------------------------------------------------------
-    def key(self, member: Member, request) -> str:
-        s = member.spec
-        return content_key(provider=s.provider, model=s.model, base_url=s.base_url, dtype=s.dtype,
-                           **request.key_parts())
-
-    def _lookup(self, requests: list) -> dict[int, Completion]:
-        """index -> cached Completion, under whichever member of the chain answered it once."""
-        keys = [[self.key(m, r) for m in self.members] for r in requests]
-        found = self.cache.get_many([k for row in keys for k in row])
-        hits = {}
-        for i, row in enumerate(keys):
-            hit = next((found[k] for k in row if k in found), None)
-            if hit is not None:
-                hits[i] = Completion.from_dict(hit)
-        return hits
 
     # --- one call that missed the cache ---------------------------------------------------------
     def call(self, request, tried: int = 0) -> Completion | CallFailed:
@@ -106,7 +83,7 @@ class Engine:
                 continue
             self.budget.settle(member, completion, reserved, waited[0])
             self.router.release(member, True)
-            self.cache.put(self.key(member, request), completion.to_dict())
+            self.cache.put(member, request, completion)
             if len(used) > 1:
                 self.budget.count(fallbacks=1)
             return completion
@@ -116,7 +93,7 @@ class Engine:
     def seed(self, member: Member, request) -> int:
         """The sampling seed of one request, from its own key: the same row draws the same text
         whichever rows share its batch, and after a resume."""
-        return int(self.key(member, request)[:8], 16) & 0x7FFFFFFF
+        return int(self.cache.key(member, request)[:8], 16) & 0x7FFFFFFF
 
     def _send_batch(self, requests: list) -> list[Completion] | None:
         member = self.members[0]
@@ -129,14 +106,14 @@ class Engine:
             return None
         for request, reply in zip(requests, replies):
             self.budget.settle(member, reply, 0.0)
-            self.cache.put(self.key(member, request), reply.to_dict())
+            self.cache.put(member, request, reply)
         return replies
 
     # --- many calls -----------------------------------------------------------------------------
     def run(self, requests: list):
         """Yield (index, Completion | CallFailed) for every request: cache hits first, then the rest
         as each call settles (not in order)."""
-        hits = self._lookup(requests)
+        hits = self.cache.lookup(requests)
         self.budget.count(cache_hits=len(hits))
         yield from hits.items()
         misses = [(i, r) for i, r in enumerate(requests) if i not in hits]
@@ -153,17 +130,10 @@ class Engine:
         return results
 
     def estimate(self, requests: list) -> dict:
-        """What run() would cost, without calling: cache hits, calls, tokens (input estimated at 4
-        characters a token, output at its maximum: an upper bound) and cost at the primary's price."""
-        m = self.members[0]
-        hits = self._lookup(requests)
-        todo = [r for i, r in enumerate(requests) if i not in hits]
-        tokens_in = sum(prompt_chars(r.messages) // 4 for r in todo)
-        tokens_out = sum(r.output_tokens_max() for r in todo)
-        return {"provider": m.label, "prompts": len(requests), "cache_hits": len(hits), "calls": len(todo),
-                "input_tokens": tokens_in, "output_tokens_max": tokens_out,
-                "cost_usd_max": round(self.budget.cost(m.spec.model, tokens_in, tokens_out), 4),
-                "priced": self.budget.priced(m)}
+        """What run() would cost, without calling: cache hits, and the rest priced by the budget meter."""
+        hits = self.cache.lookup(requests)
+        return {"prompts": len(requests), "cache_hits": len(hits),
+                **self.budget.estimate(self.members[0], [r for i, r in enumerate(requests) if i not in hits])}
 
     # --- conveniences ---------------------------------------------------------------------------
     def complete_request(self, messages, *, temperature=None, max_tokens=None, sample: int = 0,
@@ -171,9 +141,6 @@ class Engine:
         """A completion request with the spec's sampling unless given (0 is a value, not "unset")."""
         return CompleteRequest(messages, self.spec.temperature if temperature is None else temperature,
                                self.spec.max_tokens if max_tokens is None else max_tokens, sample, schema)
-
-    def score_request(self, messages, *, fields, low, high) -> ScoreRequest:
-        return ScoreRequest(messages, tuple(fields), low, high)
 
     def complete(self, messages, **kw) -> Completion:
         result = self.run_all([self.complete_request(messages, **kw)])[0]
