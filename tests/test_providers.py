@@ -112,7 +112,7 @@ def test_round_robin_spreads_calls_and_a_rerun_pays_nothing(filt, tmp_path):
         second = ModelSpec(provider="openai_compat", model="m2", base_url=b.url + "/v1")
         engine = engine_for("openai_compat", a.url, tmp_path, routing="round_robin", chain=[second])
         first, _ = label_all(records, engine, PROMPT, filt)
-        assert a.requests == 5 and b.requests == 5
+        assert a.requests + b.requests == 10 and a.requests >= 2 and b.requests >= 2  # spread, by capacity
         assert set(engine.stats.by_provider) == {"openai_compat/test-model", "openai_compat/m2"}
         engine = engine_for("openai_compat", a.url, tmp_path, routing="round_robin", chain=[second])
         again, _ = label_all(records, engine, PROMPT, filt)

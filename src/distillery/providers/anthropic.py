@@ -9,19 +9,17 @@ from __future__ import annotations
 
 import json
 
-from distillery.providers.base import Completion, Provider, api_key, classify, import_sdk
+from distillery.providers.base import Completion, HostedProvider, classify
 
 TOOL = "record_reply"
 
 
-class AnthropicProvider(Provider):
+class AnthropicProvider(HostedProvider):
     name = "anthropic"
+    key_var, sdk_module, pip_name = "ANTHROPIC_API_KEY", "anthropic", "anthropic"
 
-    def __init__(self, model: str, base_url: str | None = None, timeout_s: float = 60.0):
-        super().__init__(model, base_url)
-        key = api_key("ANTHROPIC_API_KEY", self.name)
-        sdk = import_sdk("anthropic", "anthropic", self.name)
-        self.client = sdk.Anthropic(api_key=key, base_url=base_url, max_retries=0, timeout=timeout_s)
+    def connect(self, sdk, key, timeout_s):
+        return sdk.Anthropic(api_key=key, base_url=self.base_url, max_retries=0, timeout=timeout_s)
 
     def complete(self, messages, *, temperature=None, max_tokens=None, seed=None, schema=None) -> Completion:
         system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")

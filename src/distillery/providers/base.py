@@ -94,6 +94,23 @@ class Provider:
         return [self.score(m, fields=fields, low=low, high=high) for m in batch]
 
 
+class HostedProvider(Provider):
+    """A provider behind an API key and a vendor SDK. The key comes from the environment (or .env);
+    SDK-level retries are off, because the engine retries with the limiter and the chain in view."""
+    key_var = ""  # the environment variable that holds the key
+    key_required = True
+    sdk_module = pip_name = ""
+
+    def __init__(self, model: str, base_url: str | None = None, timeout_s: float = 60.0):
+        super().__init__(model, base_url)
+        key = api_key(self.key_var, self.name, required=self.key_required)
+        self.client = self.connect(import_sdk(self.sdk_module, self.pip_name, self.name), key, timeout_s)
+
+    def connect(self, sdk, key: str | None, timeout_s: float):
+        """The SDK's client for this provider."""
+        raise NotImplementedError
+
+
 def api_key(var: str, provider: str, *, required: bool = True) -> str | None:
     """The key from the environment or a .env file in the working directory; never from params."""
     if var not in os.environ:

@@ -8,18 +8,16 @@ Structured output is the JSON-schema response format, which TGI enforces as a gr
 """
 from __future__ import annotations
 
-from distillery.providers.base import Completion, Provider, SetupError, api_key, classify, import_sdk
+from distillery.providers.base import Completion, HostedProvider, SetupError, classify
 
 
-class HuggingFaceProvider(Provider):
+class HuggingFaceProvider(HostedProvider):
     name = "huggingface"
+    key_var, sdk_module, pip_name = "HF_TOKEN", "huggingface_hub", "huggingface_hub"
 
-    def __init__(self, model: str, base_url: str | None = None, timeout_s: float = 60.0):
-        super().__init__(model, base_url)
-        key = api_key("HF_TOKEN", self.name)
-        sdk = import_sdk("huggingface_hub", "huggingface_hub", self.name)
-        target = {"base_url": base_url} if base_url else {"model": model}
-        self.client = sdk.InferenceClient(token=key, timeout=timeout_s, **target)
+    def connect(self, sdk, key, timeout_s):
+        target = {"base_url": self.base_url} if self.base_url else {"model": self.model}
+        return sdk.InferenceClient(token=key, timeout=timeout_s, **target)
 
     def complete(self, messages, *, temperature=None, max_tokens=None, seed=None, schema=None) -> Completion:
         kwargs = {k: v for k, v in {"temperature": temperature, "max_tokens": max_tokens, "seed": seed}.items()

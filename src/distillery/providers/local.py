@@ -82,7 +82,7 @@ class LocalProvider(Provider):
         super().__init__(model, base_url)
         self.dtype = dtype
         self._tok = self._lm = None
-        self._prefix: tuple[list[int], object] | None = None  # (token ids, KV cache) of the last system prompt
+        self._prefix = PrefixCache()  # the system prompt's KV cache, shared by every row of a batch
 
     def _load(self):
         if self._lm is None:  # lazily: a fully cached run never pays for loading the model
@@ -153,7 +153,7 @@ class LocalProvider(Provider):
         n = len(rows)
         mask = torch.tensor([[1] * len(prefix) + [0] * (width - len(r)) + [1] * len(r) for r in rows])
         step = torch.tensor([[pad] * (width - len(r)) + r for r in rows])
-        past = self._prefix_cache(prefix, n)
+        past = self._prefix.for_rows(lm, prefix, n)
         scores: list[dict[str, float]] = [{} for _ in rows]
         with torch.no_grad():
             for name in fields:
@@ -187,18 +187,25 @@ class LocalProvider(Provider):
         prefix = self._render([first], generation_prompt=False)
         return prefix if all(ids[: len(prefix)] == prefix for ids in rendered) else []
 
-    def _prefix_cache(self, prefix: list[int], n: int):
-        """The KV cache of `prefix` repeated for n rows; computed once per distinct prefix."""
+
+class PrefixCache:
+    """The KV cache of the last shared system prompt, computed once and copied for each batch."""
+
+    def __init__(self):
+        self.ids: list[int] | None = None
+        self.past = None
+
+    def for_rows(self, lm, prefix: list[int], n: int):
+        """The KV cache of `prefix` repeated for n rows (None for an empty prefix)."""
         import torch
 
         if not prefix:
             return None
-        if self._prefix is None or self._prefix[0] != prefix:
-            _, lm = self._load()
+        if self.ids != prefix:
             with torch.no_grad():
-                out = lm(torch.tensor([prefix], device=lm.device), use_cache=True)
-            self._prefix = (prefix, out.past_key_values)
-        cache = copy.deepcopy(self._prefix[1])
+                self.past = lm(torch.tensor([prefix], device=lm.device), use_cache=True).past_key_values
+            self.ids = prefix
+        cache = copy.deepcopy(self.past)
         if n > 1:
             cache.batch_repeat_interleave(n)
         return cache

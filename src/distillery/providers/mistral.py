@@ -6,19 +6,17 @@ Structured output is Mistral's JSON-schema response format.
 """
 from __future__ import annotations
 
-from distillery.providers.base import Completion, Provider, api_key, classify, import_sdk
+from distillery.providers.base import Completion, HostedProvider, classify, import_sdk
 
 
-class MistralProvider(Provider):
+class MistralProvider(HostedProvider):
     name = "mistral"
+    key_var, sdk_module, pip_name = "MISTRAL_API_KEY", "mistralai", "mistralai"
 
-    def __init__(self, model: str, base_url: str | None = None, timeout_s: float = 60.0):
-        super().__init__(model, base_url)
-        key = api_key("MISTRAL_API_KEY", self.name)
-        sdk = import_sdk("mistralai", "mistralai", self.name)
+    def connect(self, sdk, key, timeout_s):
         client_cls = getattr(sdk, "Mistral", None) or import_sdk("mistralai.client", "mistralai", self.name).Mistral
         # The SDK retries only when given a retry_config; none is given, so the engine owns retries.
-        self.client = client_cls(api_key=key, server_url=base_url, timeout_ms=int(timeout_s * 1000))
+        return client_cls(api_key=key, server_url=self.base_url, timeout_ms=int(timeout_s * 1000))
 
     def complete(self, messages, *, temperature=None, max_tokens=None, seed=None, schema=None) -> Completion:
         kwargs = {k: v for k, v in {"temperature": temperature, "max_tokens": max_tokens,

@@ -8,24 +8,23 @@ Together all enforce; the engine still validates what comes back.
 """
 from __future__ import annotations
 
-from distillery.providers.base import Completion, Provider, SetupError, api_key, classify, import_sdk
+from distillery.providers.base import Completion, HostedProvider, SetupError, classify
 
 
-class OpenAICompatProvider(Provider):
+class OpenAICompatProvider(HostedProvider):
     name = "openai_compat"
     key_var = "OPENAI_API_KEY"
     key_required = False  # local servers take any key; a hosted one answers 401, which names the variable
-    sdk, pip_name = "openai", "openai"
+    sdk_module, pip_name = "openai", "openai"
 
     def __init__(self, model: str, base_url: str | None = None, timeout_s: float = 60.0):
-        super().__init__(model, base_url)
         if self.name == "openai_compat" and not base_url:
             raise SetupError("provider 'openai_compat' needs base_url in params (e.g. http://localhost:8000/v1)")
-        key = api_key(self.key_var, self.name, required=self.key_required) or "not-needed"
-        sdk = import_sdk(self.sdk, self.pip_name, self.name)
+        super().__init__(model, base_url, timeout_s)
+
+    def connect(self, sdk, key, timeout_s):
         client_cls = getattr(sdk, "OpenAI", None) or getattr(sdk, "Together")
-        # max_retries=0: the engine retries, with the limiter and the fallback chain in view.
-        self.client = client_cls(api_key=key, base_url=base_url, max_retries=0, timeout=timeout_s)
+        return client_cls(api_key=key or "not-needed", base_url=self.base_url, max_retries=0, timeout=timeout_s)
 
     def complete(self, messages, *, temperature=None, max_tokens=None, seed=None, schema=None) -> Completion:
         kwargs = {k: v for k, v in {"temperature": temperature, "max_tokens": max_tokens, "seed": seed}.items()
@@ -50,5 +49,5 @@ class TogetherProvider(OpenAICompatProvider):
     name = "together"
     key_var = "TOGETHER_API_KEY"
     key_required = True
-    sdk, pip_name = "together", "together"
+    sdk_module, pip_name = "together", "together"
 
