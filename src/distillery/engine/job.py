@@ -21,6 +21,7 @@ Failures are returned, never journaled, so the next run tries them again.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 
 from distillery.engine.cache import content_key
@@ -109,9 +110,14 @@ class JobResult:
                 [failed[r["id"]] for r in records if r["id"] in failed])
 
 
+FLUSH_EVERY, FLUSH_AFTER_S = 100, 0.25  # journal writes (each one fsync) batch results; the cache has every answer
+
+
 class JobRunner:
     def __init__(self, job: Job, engine, journal=None, progress: bool = True):
         self.job, self.engine, self.journal, self.progress = job, engine, journal, progress
+        self._unwritten: list[tuple[str, dict]] = []
+        self._flushed_at = time.monotonic()
 
     def _keys(self, records: list[dict]) -> dict[str, str]:
         spec = self.engine.spec.identity()
@@ -146,9 +152,17 @@ class JobRunner:
         size = self.job.wave_size or max(1, len(todo))
         with tqdm(total=len(records), initial=len(resumed), desc=self.job.name, unit="rec",
                   disable=None if self.progress else True, mininterval=2) as bar:
-            for start in range(0, len(todo), size):
-                self._wave(todo[start:start + size], keys, result, bar)
+            try:
+                for start in range(0, len(todo), size):
+                    self._wave(todo[start:start + size], keys, result, bar)
+            finally:  # a budget stop or an error: what settled is journaled before it propagates
+                self._flush()
         return result
+
+    def _flush(self) -> None:
+        if self.journal:
+            self.journal.append_many(self._unwritten)
+        self._unwritten, self._flushed_at = [], time.monotonic()
 
     def _wave(self, wave: list[dict], keys: dict, result: JobResult, bar) -> None:
         rejected: dict[str, list[Reject]] = {r["id"]: [] for r in wave}
@@ -180,8 +194,9 @@ class JobRunner:
     def _settle(self, record, outcome: Accept | Failure, keys, result: JobResult, bar) -> None:
         if isinstance(outcome, Accept):
             result.values[record["id"]] = outcome.value
-            if self.journal:
-                self.journal.append(keys[record["id"]], outcome.value)
+            self._unwritten.append((keys[record["id"]], outcome.value))
+            if len(self._unwritten) >= FLUSH_EVERY or time.monotonic() - self._flushed_at >= FLUSH_AFTER_S:
+                self._flush()
         else:
             result.failures.append(outcome)
         bar.update(1)

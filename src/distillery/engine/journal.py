@@ -28,6 +28,15 @@ class Journal:
                     done[entry["key"]] = entry["value"]
         return done
 
+    def append_many(self, entries: list[tuple[str, dict]]) -> None:
+        """Several results in one write and one fsync."""
+        if not entries:
+            return
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write("".join(json.dumps({"key": k, "value": v}, ensure_ascii=False) + "\n" for k, v in entries))
+            fh.flush()
+            os.fsync(fh.fileno())
+
     def append(self, key: str, value: dict) -> None:
         with self.path.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps({"key": key, "value": value}, ensure_ascii=False) + "\n")

@@ -64,13 +64,17 @@ class Router:
                 if self.routing != "round_robin":
                     healthy = healthy[:1]
                 free = [m for m in healthy if m.in_flight < m.concurrency]
-                if free:
-                    starts = {m: m.limiter.next_start(tokens) for m in free}
-                    now = time.monotonic()  # after the peeks: a member with a free slot now waits 0
-                    best = min(free, key=lambda m: (max(0.0, starts[m] - now), m.in_flight / m.concurrency))
+                starts = {m: m.limiter.next_start(tokens) for m in healthy}
+                now = time.monotonic()  # after the peeks: a member with a free slot now waits 0
+                wait = {m: max(0.0, starts[m] - now) for m in healthy}
+                best = min(free, key=lambda m: (wait[m], m.in_flight / m.concurrency), default=None)
+                busy = min((wait[m] for m in healthy if m not in free), default=None)
+                # A slot far off on a free member is worse than waiting for a busy one that is sooner:
+                # queueing on the slowest provider would make it finish the run last.
+                if best is not None and (wait[best] == 0 or busy is None or wait[best] <= busy):
                     best.in_flight += 1
                     return best, best.limiter.reserve(tokens)
-                self._cond.wait(timeout=1.0)
+                self._cond.wait(timeout=min(1.0, max(0.005, wait[best] - busy)) if best is not None else 1.0)
 
     def release(self, member: Member, ok: bool | None) -> None:
         """The call on `member` ended: ok (answered), False (failed), None (not made: the budget)."""

@@ -97,9 +97,10 @@ class OracleJob(Job):
         self.max_attempts = parse_retries + 1
         self.use_score = engine.provider.supports_score
         self.spec = engine.spec
+        self.schema, self.filter_key = reply_schema(filt), repr(filt)  # once, not per record
 
     def key(self, record: dict) -> dict:
-        return {"record": record, "prompt": self.prompt.hash, "filter": repr(self.filt)}
+        return {"record": record, "prompt": self.prompt.hash, "filter": self.filter_key}
 
     def order(self, records: list[dict]) -> list[dict]:
         # Similar lengths batch together, so a local model's batch pads little.
@@ -110,7 +111,7 @@ class OracleJob(Job):
                                   context_chars=self.spec.context_chars)
         if self.use_score:
             return ScoreRequest(messages, tuple(self.filt.dimensions), self.filt.scale_min, self.filt.scale_max)
-        return CompleteRequest(messages, self.spec.temperature, self.spec.max_tokens, attempt, reply_schema(self.filt))
+        return CompleteRequest(messages, self.spec.temperature, self.spec.max_tokens, attempt, self.schema)
 
     def parse(self, record: dict, reply, attempt: int):
         try:

@@ -43,6 +43,8 @@ def build_model(student: str, n_dims: int, cfg: TrainParams):
 
     path = resolve_model_path(student)
     tokenizer = AutoTokenizer.from_pretrained(path)
+    # The student reads context then answer; a long context must lose its start, never the answer.
+    tokenizer.truncation_side = "left"
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=n_dims, problem_type="regression")
     if cfg.lora.enabled:
         from peft import LoraConfig, TaskType, get_peft_model
@@ -118,6 +120,7 @@ def predict(records: list[dict], model_dir: Path, batch_size: int = 32) -> np.nd
     import torch
 
     tokenizer, model, meta = load_student(model_dir)
+    tokenizer.truncation_side = "left"  # as in training: keep the answer, cut the oldest context
     lo, hi = meta["scale"]
     rows = []
     with torch.no_grad():
