@@ -9,7 +9,7 @@ from pathlib import Path
 
 from distillery.evaluation.regression import baseline_mae, deploy_verdict, error_metrics
 from distillery.params import load_params, seed_everything
-from distillery.records import load_records, write_json
+from distillery.records import require_records, write_json
 from distillery.reports import evaluation_report
 from distillery.labeling.scoring import weighted_score
 from distillery.training.regression import predict
@@ -27,7 +27,8 @@ def main():
     cfg = params.evaluate
     seed_everything(base.seed)
 
-    splits = {s: load_records(args.splits / f"{s}.jsonl") for s in ("train", "val", "test")}
+    splits = {s: require_records(args.splits / f"{s}.jsonl", stage="evaluate", producer="split")
+              for s in ("train", "val", "test")}
     preds = {s: predict(splits[s], args.model_dir) for s in ("val", "test")}
     metrics = {s: error_metrics(preds[s], splits[s], filt) for s in ("val", "test")}
     metrics["baseline_test_mae"] = baseline_mae(splits["train"], splits["test"], filt)

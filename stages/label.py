@@ -18,7 +18,7 @@ from collections import Counter
 from pathlib import Path
 
 from distillery.engine.engine import Engine
-from distillery.engine.job import JobRunner, add_dry_run, print_plan, run_within_budget
+from distillery.engine.job import JobRunner, add_dry_run, check_failures, print_plan, run_job
 from distillery.engine.journal import Journal
 from distillery.labeling.oracle import OracleJob, OraclePrompt, keep_existing_labels
 from distillery.params import load_params, seed_everything
@@ -56,7 +56,7 @@ def main():
         print_plan("label", runner.plan(todo), corpus=str(corpus), estimated_from_fallback=corpus != args.corpus,
                    kept_existing_labels=len(kept), validation_verdict=gate["verdict"], budget_usd=cfg.budget_usd)
         return
-    labeled, failures = run_within_budget(runner, todo, "label.budget_usd").in_order(todo)
+    labeled, failures = run_job(runner, todo, "label.budget_usd").in_order(todo)
 
     by_id = {r["id"]: r for r in kept + labeled}
     ordered = [by_id[r["id"]] for r in records if r["id"] in by_id]  # corpus order, whatever the source
@@ -69,8 +69,10 @@ def main():
         "tiers": dict(sorted(Counter(r["tier"] for r in ordered).items())),
         "mean_score": round(sum(r["score"] for r in ordered) / max(1, len(ordered)), 4),
         "validation_verdict": gate["verdict"], **engine.stats.as_metrics()})
-    print(f"label: {len(ordered)} labeled ({len(kept)} kept), {len(failures)} failures, "
-          f"{engine.stats.calls} model calls, {engine.stats.cache_hits} cache hits, ${engine.stats.cost_usd:.4f}")
+    s = engine.stats
+    print(f"label: {len(ordered)} labeled ({len(kept)} kept, {s.journal_hits} from the journal), {len(failures)} "
+          f"failures, {s.calls} model calls, {s.cache_hits} cache hits, ${s.cost_usd:.4f}")
+    check_failures("label", len(failures), len(todo), cfg.max_failure_rate, args.failures)
 
 
 if __name__ == "__main__":

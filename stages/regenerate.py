@@ -13,7 +13,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from distillery.engine.engine import Engine
-from distillery.engine.job import JobRunner, add_dry_run, print_plan, run_within_budget
+from distillery.engine.job import JobRunner, add_dry_run, check_failures, print_plan, run_job
 from distillery.engine.journal import Journal
 from distillery.params import load_params, seed_everything
 from distillery.records import load_records, read_jsonl, subject_text, write_json, write_records
@@ -52,7 +52,8 @@ def main():
     if args.dry_run:
         print_plan("regenerate", runner.plan(todo), flagged_known=args.flagged.exists(), budget_usd=cfg.budget_usd)
         return
-    out = apply_rewrites(records, run_within_budget(runner, todo, "regenerate.budget_usd").values)
+    result = run_job(runner, todo, "regenerate.budget_usd")
+    out = apply_rewrites(records, result.values, result.failures)
     write_records(args.out, out)
 
     before = [subject_text(r) for r in records]
@@ -60,16 +61,19 @@ def main():
     kept = Counter(r["regenerated"]["kept_original"]["reason"] for r in out
                    if "kept_original" in r.get("regenerated", {}))
     rewritten = sum("regenerated" in r and "kept_original" not in r["regenerated"] for r in out)
+    rejections = Counter(x["reason"] for r in out for x in r.get("regenerated", {}).get("rejected", []))
     write_json(args.metrics, {
         "flagged": len(flagged), "rewritten": rewritten, "kept_original": sum(kept.values()),
-        "kept_original_reasons": dict(kept),
+        "kept_original_reasons": dict(kept), "rejections": dict(sorted(rejections.items())),
+        "labels_dropped": sum(bool(r.get("regenerated", {}).get("dropped_labels")) for r in out),
         "failure_rate": round(sum(kept.values()) / max(1, len(flagged)), 4),
         "template_rate_before": template_rate(match_patterns(before, patterns)),
         "template_rate_after": template_rate(match_patterns(after, patterns)),
         "before": diversity_metrics(before, div), "after": diversity_metrics(after, div),
         "temperature": cfg.temperature, **engine.stats.as_metrics()})
     print(f"regenerate: {rewritten}/{len(flagged)} rewritten, {engine.stats.calls} model calls, "
-          f"{engine.stats.cache_hits} cache hits")
+          f"{engine.stats.cache_hits} cache hits, {engine.stats.journal_hits} from the journal")
+    check_failures("regenerate", len(result.failures), len(todo), cfg.max_failure_rate, args.metrics)
 
 
 if __name__ == "__main__":

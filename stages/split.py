@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from distillery.params import load_params, seed_everything
-from distillery.records import load_records, write_json, write_records
+from distillery.records import require_records, write_json, write_records
 from distillery.training.splitting import near_duplicate_groups, split_metrics, stratified_split
 
 
@@ -20,7 +20,8 @@ def main():
     cfg = params.split
     seed_everything(cfg.seed)
 
-    records = load_records(args.labeled)
+    records = require_records(args.labeled, stage="split", producer="label", need=3,
+                              hint="See data/labeled/failures.jsonl and metrics/label.json.")
     groups, near_pairs = near_duplicate_groups(records, params.diversity)
     splits = stratified_split(records, cfg, groups)
     for name, records in splits.items():

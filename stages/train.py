@@ -8,7 +8,7 @@ import argparse
 from pathlib import Path
 
 from distillery.params import load_params, seed_everything
-from distillery.records import load_records, write_json
+from distillery.records import require_records, write_json
 from distillery.training.regression import curves, train_student
 
 
@@ -24,8 +24,9 @@ def main():
     cfg = params.train
     seed_everything(base.seed)
 
-    train = load_records(args.splits / "train.jsonl")
-    val = load_records(args.splits / "val.jsonl")
+    train = require_records(args.splits / "train.jsonl", stage="train", producer="split")
+    val = require_records(args.splits / "val.jsonl", stage="train", producer="split",
+                          hint="Too few labeled records for a validation split: label more, or raise split.val.")
     summary, history = train_student(train, val, filt, cfg, base.student, args.model_dir, base.seed)
     write_json(args.metrics, summary)
     loss, val_mae = curves(history)

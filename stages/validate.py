@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from distillery.engine.engine import Engine
-from distillery.engine.job import JobRunner, add_dry_run, print_plan
+from distillery.engine.job import JobRunner, add_dry_run, print_plan, run_job
 from distillery.labeling.calibration import assess, stratified_sample
 from distillery.labeling.oracle import OracleJob, OraclePrompt
 from distillery.params import load_params, seed_everything
@@ -39,7 +39,7 @@ def main():
     if args.dry_run:
         print_plan("validate", runner.plan(sample))
         return
-    labeled, failures = runner.run(sample).in_order(sample)
+    labeled, failures = run_job(runner, sample).in_order(sample)
     failures = [f.to_record() for f in failures]
     calibration = json.loads(args.calibration_metrics.read_text())
     metrics, report = assess("Oracle validation (fresh sample)", sample, labeled, failures, params.filter,

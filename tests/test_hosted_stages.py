@@ -11,7 +11,7 @@ from collections import Counter
 import yaml
 
 from distillery.testing.mock_api import MockAPI
-from distillery.records import load_records, write_records
+from distillery.records import load_records, read_jsonl, write_records
 from tests.conftest import FILTER, ROOT, conversation, params_file
 
 KEY = "sk-ant-fake-DO-NOT-LEAK-7f3a"
@@ -43,7 +43,7 @@ def test_metrics_match_the_labeled_and_failure_files(tmp_path):
     records += [conversation("torn", "FAULT:truncated"), conversation("down", "FAULT:500"),
                 conversation("invalid", "FAULT:missing_dim"), conversation("busy", "FAULT:529x1")]
     with MockAPI(retry_after_s=0.1) as api:
-        setup(tmp_path, api, records)
+        setup(tmp_path, api, records, max_failure_rate=0.5)  # three of twelve fail on purpose
         out = subprocess.run(label_cmd(tmp_path), env=ENV, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     metrics = json.loads((tmp_path / "label.json").read_text())
@@ -100,3 +100,60 @@ def test_budget_stops_with_exit_3_and_a_raised_budget_resumes(tmp_path):
         second = subprocess.run(label_cmd(tmp_path), env=ENV, capture_output=True, text=True)
     assert second.returncode == 0, second.stderr
     assert api.requests == 12 and len(load_records(tmp_path / "out" / "labeled.jsonl")) == 12
+
+
+def test_a_rejected_key_stops_the_stage_at_once_naming_the_variable(tmp_path):
+    records = [conversation(str(i), f"Answer {i}. FAULT:401") for i in range(40)]
+    with MockAPI() as api:
+        setup(tmp_path, api, records)
+        out = subprocess.run(label_cmd(tmp_path), env=ENV, capture_output=True, text=True)
+        paid = api.requests
+    assert out.returncode == 2 and not (tmp_path / "out" / "labeled.jsonl").exists()
+    assert "HTTP 401" in out.stderr and "Incorrect API key provided" in out.stderr  # the whole reason
+    assert "ANTHROPIC_API_KEY" in out.stderr and api.url in out.stderr
+    assert paid <= 4 + 1  # the calls already on the wire (concurrency 4), not 40
+
+
+def test_an_unknown_model_stops_the_stage(tmp_path):
+    records = [conversation(str(i), f"Answer {i}. FAULT:404") for i in range(20)]
+    with MockAPI() as api:
+        setup(tmp_path, api, records)
+        out = subprocess.run(label_cmd(tmp_path), env=ENV, capture_output=True, text=True)
+    assert out.returncode == 2 and "HTTP 404" in out.stderr and "model name or base_url is wrong" in out.stderr
+
+
+def test_a_dead_server_stops_the_stage_after_a_few_calls_that_all_failed_alike(tmp_path):
+    records = [conversation(str(i), f"Answer {i}.") for i in range(40)]
+    with MockAPI() as api:
+        setup(tmp_path, api, records, max_retries=0)
+    # The server is gone now: every connection is refused.
+    out = subprocess.run(label_cmd(tmp_path), env=ENV, capture_output=True, text=True)
+    assert out.returncode == 2 and "the first 5 calls all failed the same way" in out.stderr
+
+
+def test_failures_over_the_threshold_exit_4_and_the_next_run_retries_only_them(tmp_path):
+    # Short answers succeed; the long ones fail on every try (500): a fifth of the corpus.
+    records = [conversation(str(i), f"Fine {i}.") for i in range(16)]
+    records += [conversation(f"bad{i}", f"This much longer answer fails every time it is asked. FAULT:500 {i}")
+                for i in range(4)]
+    with MockAPI() as api:
+        setup(tmp_path, api, records, max_retries=0, max_failure_rate=0.1)
+        out = subprocess.run(label_cmd(tmp_path), env=ENV, capture_output=True, text=True)
+        assert out.returncode == 4 and "4 of 20 records failed" in out.stderr
+        assert len(list(read_jsonl(tmp_path / "out" / "failures.jsonl"))) == 4  # outputs are kept
+        before = api.requests
+        setup(tmp_path, api, records[:16] + [conversation(f"bad{i}", f"Now fine {i}.") for i in range(4)],
+              max_retries=0, max_failure_rate=0.1)
+        again = subprocess.run(label_cmd(tmp_path), env=ENV, capture_output=True, text=True)
+        assert again.returncode == 0, again.stderr
+        assert api.requests - before == 4  # the 16 that succeeded come from the journal
+
+
+def test_failures_under_the_threshold_name_the_command_that_retries_them(tmp_path):
+    records = [conversation(str(i), f"Fine {i}.") for i in range(19)]
+    records.append(conversation("bad", "This much longer answer fails every time it is asked. FAULT:500"))
+    with MockAPI() as api:
+        setup(tmp_path, api, records, max_retries=0, max_failure_rate=0.1)
+        out = subprocess.run(label_cmd(tmp_path), env=ENV, capture_output=True, text=True)
+    assert out.returncode == 0 and "1 of 20 records failed" in out.stdout
+    assert "dvc repro -f -s label" in out.stdout

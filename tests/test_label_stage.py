@@ -58,7 +58,7 @@ def test_existing_labels_are_kept_and_only_the_rest_is_labeled(tmp_path):
 def test_failed_calls_are_listed_and_counted_not_dropped(tmp_path, monkeypatch):
     setup(tmp_path, "PASS", False, [conversation("a", "Sunny."), conversation("boom", "POISON answer.")])
     monkeypatch.setenv("DISTILLERY_FAKE_FAIL_ON", "POISON")
-    assert label(tmp_path).returncode == 0
+    assert label(tmp_path).returncode == 4  # one of two failed: over label.max_failure_rate, so repro retries
     failures = load_records_plain(tmp_path / "out" / "failures.jsonl")
     assert [f["id"] for f in failures] == ["boom"] and failures[0]["stage_reason"] == "call_failed"
     metrics = json.loads((tmp_path / "label.json").read_text())
@@ -67,3 +67,23 @@ def test_failed_calls_are_listed_and_counted_not_dropped(tmp_path, monkeypatch):
 
 def load_records_plain(path):
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_split_train_and_evaluate_name_the_stage_that_produced_nothing(tmp_path):
+    from tests.conftest import params_file
+
+    params_file(tmp_path / "params.yaml", {})
+    write_records(tmp_path / "labeled.jsonl", [])
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    split = subprocess.run([sys.executable, str(ROOT / "stages" / "split.py"), "--params", str(tmp_path / "params.yaml"),
+                            "--labeled", str(tmp_path / "labeled.jsonl"), "--out-dir", str(tmp_path / "splits"),
+                            "--metrics", str(tmp_path / "split.json")], capture_output=True, text=True, env=env)
+    assert split.returncode != 0 and "label produced too little" in split.stderr
+    (tmp_path / "splits").mkdir()
+    for name in ("train", "val", "test"):
+        write_records(tmp_path / "splits" / f"{name}.jsonl", [])
+    train = subprocess.run([sys.executable, str(ROOT / "stages" / "train.py"), "--params", str(tmp_path / "params.yaml"),
+                            "--splits", str(tmp_path / "splits"), "--model-dir", str(tmp_path / "m"),
+                            "--metrics", str(tmp_path / "t.json"), "--loss-curve", str(tmp_path / "l.json"),
+                            "--val-curve", str(tmp_path / "v.json")], capture_output=True, text=True, env=env)
+    assert train.returncode != 0 and "split produced too little" in train.stderr and "Traceback" not in train.stderr

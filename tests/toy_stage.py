@@ -9,7 +9,7 @@ from pathlib import Path
 
 from distillery.engine.cache import CallCache
 from distillery.engine.engine import Engine
-from distillery.engine.job import Accept, Job, JobRunner, Reject, add_dry_run, print_plan, run_within_budget
+from distillery.engine.job import Accept, Job, JobRunner, Reject, add_dry_run, print_plan, run_job
 from distillery.engine.journal import Journal
 from distillery.engine.requests import CompleteRequest
 from distillery.params import ModelSpec, Price
@@ -45,7 +45,7 @@ def main():
     if args.dry_run:
         print_plan("shout", runner.plan(records))
         return
-    values, _ = run_within_budget(runner, records, "--budget").in_order(records)
+    values, _ = run_job(runner, records, "--budget").in_order(records)
     write_records(args.out, values)
 
 

@@ -39,7 +39,9 @@ class ModelSpec:
     tpm: float | None = None  # hosted: tokens per minute (prompt estimate + max_tokens)
     concurrency: int = 8  # hosted: requests in flight at once
     chain: list[ModelSpec] = field(default_factory=list)  # more providers, each a spec like this one
-    routing: str = "fallback"  # fallback: the chain in order when one fails | round_robin: take turns
+    routing: str = "fallback"  # fallback: the chain in order when one fails | round_robin: by capacity
+    json_mode: str = "auto"  # openai_compat: json_schema | json_object | none; auto = json_schema, then
+    #                          json_object if the server rejects it (llama.cpp), noted in the metrics
 
     def __post_init__(self):
         if self.routing not in ("fallback", "round_robin"):
@@ -140,6 +142,7 @@ class LabelParams:
     max_retries: int = 2  # per provider of the chain, for 429 / 5xx / overloaded / timeouts / torn replies
     parse_retries: int = 1  # a reply that fails validation is asked again (a new sample) this many times
     budget_usd: float | None = None  # the most one run may spend; it stops cleanly and resumes
+    max_failure_rate: float = 0.05  # more failed records than this share: exit 4, and the next repro retries
 
 
 @dataclass
@@ -178,6 +181,7 @@ class RegenerateParams:
     n_recent_examples: int = 3  # recent rewrites shown in the prompt as "do not repeat these"
     max_retries: int = 2
     budget_usd: float | None = None  # the most one run may spend; it stops cleanly and resumes
+    max_failure_rate: float = 0.05  # calls that failed (not rewrites kept): above this share, exit 4
 
 
 @dataclass

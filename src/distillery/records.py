@@ -149,13 +149,25 @@ def student_text(record: dict, max_context_chars: int = 400) -> str:
 
 
 def with_subject(record: dict, new_text: str) -> dict:
-    """A copy of a conversation record whose final assistant message says new_text.
-
-    Every other message, tool calls and tool results included, is left exactly as it was.
+    """A copy of the record whose subject says new_text: a document's `text` (its title kept), or a
+    conversation's final assistant message, every other message (tool calls and results too) as it was.
     """
     out = json.loads(json.dumps(record))
+    if "messages" not in out:
+        out["text"] = new_text
+        return out
     i = final_assistant_index(out["messages"])
     if i is None:
         raise ValueError(f"record {record['id']!r} has no final assistant message to rewrite")
     out["messages"][i]["content"] = new_text
     return out
+
+
+def require_records(path: Path | str, *, stage: str, producer: str, need: int = 1, hint: str = "") -> list[dict]:
+    """The records at `path`, or a clear stop when there are fewer than `need`: which stage produced
+    too little, and where to look. (An empty split otherwise dies deep inside a tokenizer.)"""
+    records = load_records(path)
+    if len(records) < need:
+        raise SystemExit(f"{stage}: {path} has {len(records)} record(s), {stage} needs at least {need}: "
+                         f"{producer} produced too little.{' ' + hint if hint else ''}")
+    return records

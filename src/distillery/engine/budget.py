@@ -28,13 +28,15 @@ class CallStats:
     rate_limit_wait_s: float = 0.0
     by_provider: dict = field(default_factory=dict)
     unpriced: set = field(default_factory=set)
+    notices: set = field(default_factory=set)  # what a provider changed on the way (e.g. a JSON-mode fallback)
 
     def as_metrics(self) -> dict:
         return {"calls": self.calls, "cache_hits": self.cache_hits, "journal_hits": self.journal_hits,
                 "retries": self.retries, "call_failures": self.failures, "fallbacks": self.fallbacks,
                 "input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
                 "cost_usd": round(self.cost_usd, 6), "rate_limit_wait_s": round(self.rate_limit_wait_s, 2),
-                "by_provider": self.by_provider, "unpriced_models": sorted(self.unpriced)}
+                "by_provider": self.by_provider, "unpriced_models": sorted(self.unpriced),
+                "notices": sorted(self.notices)}
 
 
 class BudgetMeter:
@@ -91,6 +93,7 @@ class BudgetMeter:
             if not self.priced(member):
                 s.unpriced.add(member.spec.model)
             s.calls += 1
+            s.notices.update(getattr(member.provider, "notes", ()))
             s.input_tokens += c.input_tokens
             s.output_tokens += c.output_tokens
             s.cost_usd += cost

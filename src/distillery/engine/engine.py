@@ -23,6 +23,18 @@ from distillery.engine.requests import BudgetExceeded, CallFailed, CompleteReque
 from distillery.engine.retry import NOT_RETRYABLE, RetryPolicy
 from distillery.engine.router import Member, Router
 from distillery.providers import Completion, ProviderError, provider_for  # noqa: F401 - Completion: the results
+from distillery.providers.base import STOP_STATUS, StageStop
+
+STOP_AFTER = 5  # the first calls of a run, all failed with one error and none answered: stop the stage
+
+
+def stop_message(member, exc, what: str) -> str:
+    """Which provider, where, what it said, and what to check: the key's variable by name."""
+    where = member.spec.base_url or "its default endpoint"
+    var = getattr(member.provider, "key_var", "")
+    head = f"{member.label} at {where} answered {exc}. " if exc is not None else ""
+    key = f" (the key comes from {var}, in the environment or .env)" if var else ""
+    return f"{head}{what[0].upper()}{what[1:]}{key}."
 
 
 class Engine:
@@ -39,6 +51,8 @@ class Engine:
         self.stats = CallStats()
         self.budget = BudgetMeter(prices or {}, budget_usd, self.stats)
         self.budget.check_priced(self.members)
+        self.answered, self._first_failures = False, []  # for stopping a stage whose calls all fail alike
+        self.stop_reason: str | None = None
 
     @classmethod
     def for_stage(cls, spec, base, **kw) -> "Engine":
@@ -53,8 +67,10 @@ class Engine:
     def call(self, request, tried: int = 0) -> Completion | CallFailed:
         """Send one request: router → budget → limiter → retries, then the next member of the chain.
         `tried`: attempts the first member already had (a device batch that failed as a whole)."""
+        if self.stop_reason:  # another call found that every call will fail: send nothing more
+            raise StageStop(self.stop_reason)
         est_in, est_out = prompt_chars(request.messages) // 4, request.output_tokens_max()
-        errors, used = [], set()
+        errors, used, fatal = [], set(), []
         while (picked := self.router.acquire(request, used, est_in + est_out)) is not None:
             member, start = picked
             used.add(member)
@@ -80,15 +96,28 @@ class Engine:
                 self.budget.settle(member, None, reserved)
                 self.router.release(member, False)
                 errors.append(f"{member.label}: {exc}")
+                if exc.status in STOP_STATUS:  # a bad key or model: that member is out for the run
+                    member.failures_in_row = float("inf")
+                    fatal.append(stop_message(member, exc, STOP_STATUS[exc.status]))
                 continue
+            self.answered = True
             self.budget.settle(member, completion, reserved, waited[0])
             self.router.release(member, True)
             self.cache.put(member, request, completion)
             if len(used) > 1:
                 self.budget.count(fallbacks=1)
             return completion
+        if fatal and len(fatal) == len(errors):  # every member refused for good: the stage cannot go on
+            self.stop_reason = " ".join(fatal)
+            raise StageStop(self.stop_reason)
         self.budget.count(failures=1)
-        return CallFailed("; ".join(errors) or f"no provider in the chain can {request.kind}")
+        failed = CallFailed("; ".join(errors) or f"no provider in the chain can {request.kind}")
+        self._first_failures.append(str(failed))
+        if not self.answered and len(self._first_failures) >= STOP_AFTER and len(set(self._first_failures)) == 1:
+            self.stop_reason = (f"the first {STOP_AFTER} calls all failed the same way, none answered: {failed}. "
+                                + stop_message(self.members[0], None, "check the server, its base_url and the key"))
+            raise StageStop(self.stop_reason)
+        return failed
 
     def seed(self, member: Member, request) -> int:
         """The sampling seed of one request, from its own key: the same row draws the same text
@@ -104,6 +133,7 @@ class Engine:
         except Exception:  # noqa: BLE001 - the batch failed as a whole: each row is tried on its own
             self.budget.count(retries=len(requests))
             return None
+        self.answered = True
         for request, reply in zip(requests, replies):
             self.budget.settle(member, reply, 0.0)
             self.cache.put(member, request, reply)

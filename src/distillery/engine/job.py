@@ -21,11 +21,13 @@ Failures are returned, never journaled, so the next run tries them again.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import dataclass, field
 
 from distillery.engine.cache import content_key
 from distillery.engine.requests import BudgetExceeded, CallFailed
+from distillery.providers.base import SetupError
 
 
 @dataclass
@@ -136,8 +138,10 @@ class JobRunner:
         _, resumed, todo = self._split(records)
         est = self.engine.estimate([self.job.request(r, self.job.first_attempt) for r in todo])
         n = self.job.max_attempts
+        problems = [p for m in self.engine.members if (p := getattr(m.provider, "setup_problem", lambda: None)())]
         return {"records": len(records), "journal_hits": len(resumed), **est, "calls_max": est["calls"] * n,
-                "cost_usd_max": round(est["cost_usd_max"] * n, 4)}
+                "cost_usd_max": round(est["cost_usd_max"] * n, 4),
+                "output_tokens_max": est["output_tokens_max"] * n, "setup_problems": problems}
 
     def run(self, records: list[dict]) -> JobResult:
         from tqdm import tqdm
@@ -216,8 +220,10 @@ def print_plan(stage: str, plan: dict, **extra) -> None:
     print("PLAN " + json.dumps({"stage": stage, **extra, **plan}))
 
 
-def run_within_budget(runner: JobRunner, records: list[dict], knob: str) -> JobResult:
-    """runner.run(records); when the budget stops it, say so and exit with code 3 (all is journaled)."""
+def run_job(runner: JobRunner, records: list[dict], knob: str = "budget_usd") -> JobResult:
+    """runner.run(records) for a stage. The budget stops it with exit code 3 (all is journaled); a
+    setup problem or a provider that refuses every call (a bad key, an unknown model, a dead server)
+    stops it at once with exit code 2 and the whole reason."""
     try:
         return runner.run(records)
     except BudgetStop as exc:
@@ -225,3 +231,21 @@ def run_within_budget(runner: JobRunner, records: list[dict], knob: str) -> JobR
         print(f"{runner.job.name}: stopped: {exc}. Spent ${s.cost_usd:.4f} in {s.calls} calls. Every result so "
               f"far is journaled: raise {knob}, or run again to spend another budget.")
         raise SystemExit(3) from None
+    except SetupError as exc:
+        print(f"{runner.job.name}: stopped: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def check_failures(stage: str, failed: int, total: int, max_rate: float, where) -> None:
+    """After the outputs are written: more failures than `max_rate` of the records exits 4 (so the next
+    `dvc repro` runs the stage again; the journal keeps what succeeded); fewer are reported with the
+    command that retries them."""
+    if not failed:
+        return
+    share = failed / max(1, total)
+    line = f"{stage}: {failed} of {total} records failed ({share:.0%}; reasons in {where})"
+    if share > max_rate:
+        print(f"{line}: more than {stage}.max_failure_rate ({max_rate:.0%}). The outputs and journal are "
+              "kept; fix the cause and run `dvc repro` again: only the failed records are sent.", file=sys.stderr)
+        raise SystemExit(4)
+    print(f"{line}. `dvc repro -f -s {stage}` tries them again (the journal keeps the rest).")

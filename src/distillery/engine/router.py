@@ -26,7 +26,7 @@ class Member:
     limiter: RateLimiter
     concurrency: int
     in_flight: int = 0
-    failures_in_row: int = 0
+    failures_in_row: float = 0  # inf: refused for good (a bad key or model), tried only when nothing else is left
 
     @property
     def label(self) -> str:

@@ -31,6 +31,15 @@ class SetupError(RuntimeError):
     """A missing key, SDK or setting: no retry or fallback can help; the message says what to do."""
 
 
+class StageStop(SetupError):
+    """Every call would fail the same way (a rejected key, an unknown model, a dead server): the stage
+    stops at once instead of pacing through every record."""
+
+
+STOP_STATUS = {401: "the key is wrong or missing", 403: "the key may not use this model or endpoint",
+               404: "the model name or base_url is wrong"}
+
+
 @dataclass
 class Completion:
     text: str
@@ -103,8 +112,29 @@ class HostedProvider(Provider):
 
     def __init__(self, model: str, base_url: str | None = None, timeout_s: float = 60.0):
         super().__init__(model, base_url)
-        key = api_key(self.key_var, self.name, required=self.key_required)
-        self.client = self.connect(import_sdk(self.sdk_module, self.pip_name, self.name), key, timeout_s)
+        self.timeout_s = timeout_s
+        self._client = None
+
+    @property
+    def client(self):
+        """The SDK client, made at the first call: a dry run (`make plan`) needs no key and no SDK."""
+        if self._client is None:
+            key = api_key(self.key_var, self.name, required=self.key_required)
+            self._client = self.connect(import_sdk(self.sdk_module, self.pip_name, self.name), key, self.timeout_s)
+        return self._client
+
+    @client.setter
+    def client(self, value):  # tests put a stub client here
+        self._client = value
+
+    def setup_problem(self) -> str | None:
+        """What would stop the first call (a missing key or SDK), without raising."""
+        try:
+            api_key(self.key_var, self.name, required=self.key_required)
+            import_sdk(self.sdk_module, self.pip_name, self.name)
+        except SetupError as exc:
+            return str(exc)
+        return None
 
     def connect(self, sdk, key: str | None, timeout_s: float):
         """The SDK's client for this provider."""
@@ -138,6 +168,8 @@ def classify(exc: Exception, provider: str) -> ProviderError:
     status on the exception or its response, headers on the response, timeouts named as such."""
     if isinstance(exc, ProviderError):
         return exc
+    if isinstance(exc, SetupError):  # a missing key or SDK, found at the first call: no retry helps
+        raise exc
     response = getattr(exc, "response", None) or getattr(exc, "raw_response", None)
     status = getattr(exc, "status_code", None) or getattr(response, "status_code", None)
     retry_after = None
@@ -149,7 +181,7 @@ def classify(exc: Exception, provider: str) -> ProviderError:
         except ValueError:
             retry_after = None  # an HTTP date: fall back to backoff
     kind = type(exc).__name__
-    text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else kind
+    text = " ".join(str(exc).split())[:2000] or kind  # the whole message: its reason is often past line one
     if isinstance(status, int) and status >= 400:
         retryable = status in RETRYABLE_STATUS or status >= 500
         hint = {401: " (check the API key)", 403: " (check the key's permissions)",

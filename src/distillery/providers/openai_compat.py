@@ -8,7 +8,7 @@ Together all enforce; the engine still validates what comes back.
 """
 from __future__ import annotations
 
-from distillery.providers.base import Completion, HostedProvider, SetupError, classify
+from distillery.providers.base import Completion, HostedProvider, ProviderError, SetupError, classify
 
 
 class OpenAICompatProvider(HostedProvider):
@@ -17,10 +17,19 @@ class OpenAICompatProvider(HostedProvider):
     key_required = False  # local servers take any key; a hosted one answers 401, which names the variable
     sdk_module, pip_name = "openai", "openai"
 
-    def __init__(self, model: str, base_url: str | None = None, timeout_s: float = 60.0):
+    @classmethod
+    def from_spec(cls, spec) -> "OpenAICompatProvider":
+        return cls(model=spec.model, base_url=spec.base_url, timeout_s=spec.timeout_s, json_mode=spec.json_mode)
+
+    def __init__(self, model: str, base_url: str | None = None, timeout_s: float = 60.0, json_mode: str = "auto"):
         if self.name == "openai_compat" and not base_url:
             raise SetupError("provider 'openai_compat' needs base_url in params (e.g. http://localhost:8000/v1)")
+        if json_mode not in JSON_MODES:
+            raise SetupError(f"json_mode: expected one of {', '.join(JSON_MODES)}, got {json_mode!r}")
         super().__init__(model, base_url, timeout_s)
+        self.json_mode = "json_schema" if json_mode == "auto" else json_mode
+        self.fallback_ok = json_mode == "auto"  # auto: one rejection of json_schema switches to json_object
+        self.notes: list[str] = []
 
     def connect(self, sdk, key, timeout_s):
         client_cls = getattr(sdk, "OpenAI", None) or getattr(sdk, "Together")
@@ -29,20 +38,42 @@ class OpenAICompatProvider(HostedProvider):
     def complete(self, messages, *, temperature=None, max_tokens=None, seed=None, schema=None) -> Completion:
         kwargs = {k: v for k, v in {"temperature": temperature, "max_tokens": max_tokens, "seed": seed}.items()
                   if v is not None}  # temperature 0 is sent
-        if schema is not None:
-            kwargs["response_format"] = self.response_format(schema)
         try:
-            reply = self.client.chat.completions.create(model=self.model, messages=messages, **kwargs)
-            text = reply.choices[0].message.content or ""
-            usage = reply.usage
-        except Exception as exc:  # noqa: BLE001 - every SDK error becomes a ProviderError
-            raise classify(exc, self.name) from exc
+            reply = self._create(messages, kwargs, schema)
+        except ProviderError as err:
+            if not (schema is not None and self.fallback_ok and rejects_json_schema(err)):
+                raise
+            # The server does not take the JSON-schema response format (llama.cpp, older servers): use the
+            # JSON-object form with the schema beside it, for this call and the rest of the run.
+            self.json_mode, self.fallback_ok = "json_object", False
+            self.notes.append(f"{self.name} at {self.base_url} rejected response_format json_schema "
+                              f"({err.status}); switched to json_object")
+            reply = self._create(messages, kwargs, schema)
+        text = reply.choices[0].message.content or ""
+        usage = reply.usage
         return Completion(text, getattr(usage, "prompt_tokens", 0) or 0, getattr(usage, "completion_tokens", 0) or 0,
                           self.name, self.model, meta={"finish_reason": reply.choices[0].finish_reason})
 
-    @staticmethod
-    def response_format(schema: dict) -> dict:
+    def _create(self, messages, kwargs, schema):
+        extra = {} if schema is None or self.json_mode == "none" else {"response_format": self.response_format(schema)}
+        try:
+            return self.client.chat.completions.create(model=self.model, messages=messages, **kwargs, **extra)
+        except Exception as exc:  # noqa: BLE001 - every SDK error becomes a ProviderError
+            raise classify(exc, self.name) from exc
+
+    def response_format(self, schema: dict) -> dict:
+        if self.json_mode == "json_object":  # llama.cpp (and vLLM, LM Studio) read the schema beside the type
+            return {"type": "json_object", "schema": schema}
         return {"type": "json_schema", "json_schema": {"name": "reply", "schema": schema, "strict": True}}
+
+
+JSON_MODES = ("auto", "json_schema", "json_object", "none")
+
+
+def rejects_json_schema(err: ProviderError) -> bool:
+    """A 400/422/500 whose message is about the response format: the server lacks json_schema."""
+    text = str(err).lower()
+    return err.status in (400, 422, 500) and any(w in text for w in ("response_format", "json_schema", "json_object"))
 
 
 class TogetherProvider(OpenAICompatProvider):

@@ -12,7 +12,7 @@ import re
 from collections import deque
 from pathlib import Path
 
-from distillery.engine.job import Accept, Job, JobRunner, Reject
+from distillery.engine.job import Accept, Failure, Job, JobRunner, Reject
 from distillery.engine.requests import CompleteRequest
 from distillery.text.tokens import jaccard, shingles
 from distillery.params import DiversityParams, RegenerateParams
@@ -69,8 +69,23 @@ class RecentRewrites:
         return [t for t, _ in list(self.items)[-n:]] if n else []
 
 
-def check_rewrite(text: str, patterns: list[dict], recent: RecentRewrites | None = None) -> Reject | None:
+# A rewrite that talks about the task instead of doing it ("Here's a rewritten version:", "The user
+# requested …, so I'll …") is not an answer. Matched at the start, where such chatter sits.
+META_CHATTER = re.compile(
+    r"^\W*(here('s| is) (a |an |the |my )?(re-?written|revised|new|updated|improved|rephrased)\b"
+    r"|(sure|certainly|of course)\b[,!.]"
+    r"|the user (requested|asked|wants|is asking)\b"
+    r"|(i'll|i will|let me) (use|rewrite|rephrase|revise|provide)\b"
+    r"|(re-?written|revised|rephrased) (version|response|answer)\b)", re.I)
+
+
+def check_rewrite(text: str, patterns: list[dict], recent: RecentRewrites | None = None,
+                  truncated: bool = False, max_tokens: int | None = None) -> Reject | None:
     """Why a rewrite is unusable, or None when it is fine."""
+    if truncated:
+        return Reject("truncated", f"cut off at max_tokens={max_tokens} (raise regenerate.max_tokens)")
+    if META_CHATTER.search(text):
+        return Reject("meta_chatter", f"talks about the task: {text[:60]!r}")
     if len(text.split()) < 3:
         return Reject("too_short", f"{len(text.split())} words")
     hits = match_patterns([text], patterns)[0]
@@ -110,7 +125,7 @@ class RegenerateJob(Job):
         return CompleteRequest(messages, self.cfg.temperature, self.cfg.max_tokens, attempt)
 
     def parse(self, record: dict, reply, attempt: int) -> Accept | Reject:
-        problem = check_rewrite(reply.text, self.patterns, self.recent)
+        problem = check_rewrite(reply.text, self.patterns, self.recent, reply.truncated, self.cfg.max_tokens)
         if problem is not None:
             return problem
         self.recent.add(reply.text)
@@ -122,7 +137,9 @@ class RegenerateJob(Job):
     def call_failed(self, record: dict, error) -> Reject:
         return Reject("call_failed", str(error))
 
-    def exhausted(self, record: dict, rejections: list[Reject]) -> Accept:
+    def exhausted(self, record: dict, rejections: list[Reject]) -> Accept | Failure:
+        if rejections[-1].reason == "call_failed":  # not the rewrite's fault: not journaled, tried next run
+            return Failure(record["id"], "call_failed", rejections[-1].detail, attempts=len(rejections))
         outcome = self._outcome(record, len(rejections), rejections)
         return Accept({**outcome, "kept_original": rejections[-1].as_dict()})
 
@@ -135,17 +152,30 @@ class RegenerateJob(Job):
                 "rejected": [r.as_dict() for r in rejections]}
 
 
-def apply_rewrites(records: list[dict], outcomes: dict[str, dict]) -> list[dict]:
+LABEL_FIELDS = ("labels", "score", "tier", "oracle")  # written for the old text: dropped on a rewrite
+
+
+def apply_rewrites(records: list[dict], outcomes: dict[str, dict], failures: list[Failure] = ()) -> list[dict]:
     """All records in order, the rewritten ones with their new answer, each flagged one with
-    `regenerated` (what it was, which patterns, attempts, rejections, or why the original was kept)."""
+    `regenerated` (what it was, which patterns, attempts, rejections, or why the original was kept).
+    A rewritten record loses labels it arrived with: they judged the old text (label scores the new)."""
+    failed = {f.id: f for f in failures}
     out = []
     for r in records:
         outcome = outcomes.get(r["id"])
+        if outcome is None and r["id"] in failed:
+            f = failed[r["id"]]
+            outcome = {"from": subject_text(r), "attempt": f.attempts,
+                       "kept_original": {"reason": f.reason, "detail": f.detail}}
         if outcome is None:
             out.append(r)
             continue
         new = with_subject(r, outcome["text"]) if outcome.get("text") else dict(r)
-        new["regenerated"] = {k: v for k, v in outcome.items() if k != "text"}
+        info = {k: v for k, v in outcome.items() if k != "text"}
+        if outcome.get("text") and any(k in r for k in LABEL_FIELDS):
+            new = {k: v for k, v in new.items() if k not in LABEL_FIELDS}
+            info["dropped_labels"] = True
+        new["regenerated"] = info
         out.append(new)
     return out
 
@@ -158,4 +188,4 @@ def regenerate_all(records: list[dict], flagged: dict[str, list[str]], patterns:
     job = RegenerateJob(flagged, patterns, style, prompt, cfg, seed, engine.spec.context_chars,
                         div or DiversityParams())
     result = JobRunner(job, engine, journal).run([r for r in records if r["id"] in flagged])
-    return apply_rewrites(records, result.values)
+    return apply_rewrites(records, result.values, result.failures)

@@ -13,7 +13,7 @@ the tool / response-format schema or, failing that, in the prompt; anything else
 
 Faults are asked for by the prompt itself, so a test corpus says what happens to each record:
 `FAULT:<kind>` on every request, `FAULT:<kind>x<n>` on the first n requests for that prompt.
-Kinds: 429 (with Retry-After), 500, 503, 529 (overloaded), slow (answers after `slow_s`),
+Kinds: 401, 403, 404, 429 (with Retry-After), 500, 503, 529 (overloaded), slow (answers after `slow_s`),
 truncated (a 200 whose JSON body is cut), nonjson (a 200 with an HTML body),
 missing_dim (valid JSON without the first dimension).
 """
@@ -33,8 +33,11 @@ FAULT = re.compile(r"FAULT:(\w+?)(?:x(\d+))?\b")
 
 class MockAPI:
     def __init__(self, *, latency_s: float = 0.0, rps: float | None = None, slow_s: float = 3.0,
-                 retry_after_s: float = 1.0):
+                 retry_after_s: float = 1.0, json_object_only: bool = False):
+        """`json_object_only`: answer like llama.cpp's server, which rejects a `json_schema` response
+        format with HTTP 500 and takes `{"type": "json_object", "schema": …}`."""
         self.latency_s, self.rps, self.slow_s, self.retry_after_s = latency_s, rps, slow_s, retry_after_s
+        self.json_object_only = json_object_only
         self.lock = threading.Lock()
         self.statuses: Counter = Counter()
         self.faults_served: Counter = Counter()
@@ -138,8 +141,15 @@ class MockAPI:
         return status, headers, payload
 
     def _reply(self, req, prompt, anthropic, fault):
-        if fault in ("429", "500", "503", "529"):
-            return self._error(int(fault), anthropic, {"429": "rate limited", "529": "Overloaded"}.get(fault, "boom"))
+        if fault in ("401", "403", "404", "429", "500", "503", "529"):
+            return self._error(int(fault), anthropic, {"429": "rate limited", "529": "Overloaded",
+                                                       "401": "Incorrect API key provided: sk-fake",
+                                                       "403": "Forbidden: this key may not use this model",
+                                                       "404": "The model `test-model` does not exist"}.get(fault, "boom"))
+        fmt = req.get("response_format") or {}
+        if self.json_object_only and isinstance(fmt, dict) and fmt.get("type") not in (None, "text", "json_object"):
+            return self._error(500, anthropic, "1 validation error for ResponseFormat type: Input should be "
+                                               "'text' or 'json_object' [type=literal_error, input_value='json_schema']")
         if fault == "nonjson":
             return 200, {"content-type": "text/html"}, "<html><body>502 Bad Gateway</body></html>"
         dims = _dimensions(req, prompt)
@@ -196,6 +206,8 @@ def _dimensions(req: dict, prompt: str) -> list[str]:
     fmt = req.get("response_format") or {}
     if isinstance(fmt, dict) and fmt.get("json_schema"):
         schema = fmt["json_schema"].get("schema")
+    elif isinstance(fmt, dict) and fmt.get("type") == "json_object" and isinstance(fmt.get("schema"), dict):
+        schema = fmt["schema"]  # llama.cpp's form
     elif isinstance(fmt, dict) and isinstance(fmt.get("value"), dict):  # TGI's grammar shape (huggingface_hub)
         schema = fmt["value"]
     if schema:

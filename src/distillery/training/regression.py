@@ -58,8 +58,9 @@ def build_model(student: str, n_dims: int, cfg: TrainParams):
 def train_student(train: list[dict], val: list[dict], filt: FilterParams, cfg: TrainParams, student: str,
                   out_dir: Path, seed: int) -> tuple[dict, list[dict]]:
     """Train, save the best model (by val MAE) to out_dir; return (summary metrics, log history)."""
-    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
 
+    set_seed(seed)  # the new regression head is drawn here: `seed`, not whatever ran before, decides it
     tokenizer, model = build_model(student, len(filt.dimensions), cfg)
     span = filt.scale_max - filt.scale_min
 
