@@ -18,7 +18,7 @@ from collections import Counter
 from pathlib import Path
 
 from distillery.engine.engine import Engine
-from distillery.engine.job import JobRunner, add_dry_run, check_failures, print_plan, run_job
+from distillery.engine.job import JobRunner, add_dry_run, check_failures, fresh, print_plan, run_job
 from distillery.engine.journal import Journal
 from distillery.labeling.oracle import OracleJob, OraclePrompt, keep_existing_labels
 from distillery.params import load_params, seed_everything
@@ -38,14 +38,15 @@ def main():
     base, filt, cfg = params.base, params.filter, params.label
     seed_everything(base.seed)
 
-    gate = json.loads(args.gate.read_text()) if args.gate.exists() or not args.dry_run else {"verdict": "unknown"}
+    known = (lambda path: fresh(path)) if args.dry_run else (lambda path: True)  # a dry run skips stale inputs
+    gate = json.loads(args.gate.read_text()) if known(args.gate) else {"verdict": "unknown"}
     if gate["verdict"] == "FAIL" and not cfg.proceed_on_fail and not args.dry_run:
         raise SystemExit(f"label: refusing to label: validation verdict is FAIL ({'; '.join(gate['reasons'])}). "
                          "Fix prompts/oracle.md and rerun, or set label.proceed_on_fail: true in params.yaml.")
     if gate["verdict"] != "PASS" and not args.dry_run:
         print(f"label: WARNING: validation verdict is {gate['verdict']}; labeling anyway")
 
-    corpus = args.corpus if args.corpus.exists() or not (args.dry_run and args.fallback_corpus) else args.fallback_corpus
+    corpus = args.corpus if known(args.corpus) or not args.fallback_corpus else args.fallback_corpus
     numbered = load_numbered(corpus)
     records = [r for _, r in numbered]
     kept, todo = keep_existing_labels(numbered, filt, corpus, relabel=cfg.relabel)

@@ -13,7 +13,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from distillery.engine.engine import Engine
-from distillery.engine.job import JobRunner, add_dry_run, check_failures, print_plan, run_job
+from distillery.engine.job import JobRunner, add_dry_run, check_failures, fresh, print_plan, run_job
 from distillery.engine.journal import Journal
 from distillery.params import load_params, seed_everything
 from distillery.records import load_records, read_jsonl, subject_text, write_json, write_records
@@ -35,11 +35,12 @@ def main():
     seed_everything(base.seed)
 
     records = load_records(args.corpus)
-    if args.dry_run and not args.flagged.exists():  # detect_templates has not run: at most every record
+    flagged_known = fresh(args.flagged) if args.dry_run else True
+    if not flagged_known:  # detect_templates has not run (or will run again): at most every record
         flagged = {r["id"]: [] for r in records}
     else:
         flagged = {r["id"]: r["patterns"] for _, r in read_jsonl(args.flagged)}
-    patterns = [p for p in json.loads(args.patterns.read_text()) if p["count"]] if args.patterns.exists() else []
+    patterns = [p for p in json.loads(args.patterns.read_text()) if p["count"]] if flagged_known else []
     style = defaultdict(list)
     for _, example in read_jsonl(args.style):
         style[example["persona"]].append(example["text"])
@@ -50,7 +51,7 @@ def main():
     runner = JobRunner(job, engine, Journal(Path(base.state_dir) / "journal" / "regenerate.jsonl"))
     todo = [r for r in records if r["id"] in flagged]
     if args.dry_run:
-        print_plan("regenerate", runner.plan(todo), flagged_known=args.flagged.exists(), budget_usd=cfg.budget_usd)
+        print_plan("regenerate", runner.plan(todo), flagged_known=flagged_known, budget_usd=cfg.budget_usd)
         return
     result = run_job(runner, todo, "regenerate.budget_usd")
     out = apply_rewrites(records, result.values, result.failures)

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from distillery.engine.engine import Engine
-from distillery.engine.job import JobRunner, add_dry_run, print_plan, run_job
+from distillery.engine.job import JobRunner, add_dry_run, fresh, print_plan, run_job
 from distillery.labeling.calibration import assess, stratified_sample
 from distillery.labeling.oracle import OracleJob, OraclePrompt
 from distillery.params import load_params, seed_everything
@@ -31,8 +31,9 @@ def main():
     cfg = params.validate
     seed_everything(params.base.seed)
 
-    # A dry run before calibrate has run cannot exclude its sample; the estimate is the same size.
-    exclude = {r["id"] for r in load_records(args.calibration_sample)} if args.calibration_sample.exists() else set()
+    # A dry run before calibrate has (re)run cannot exclude its sample; the estimate is the same size.
+    known = fresh(args.calibration_sample) if args.dry_run else True
+    exclude = {r["id"] for r in load_records(args.calibration_sample)} if known else set()
     sample = stratified_sample(load_records(args.corpus), cfg, exclude=exclude)
     engine = Engine.for_stage(params.base.oracle, params.base)
     runner = JobRunner(OracleJob(OraclePrompt(args.prompt), params.filter, engine, name="validate"), engine)

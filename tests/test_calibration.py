@@ -70,3 +70,15 @@ def test_drift_from_calibration_is_review():
 def test_wilson_interval():
     lo, hi = wilson(1, 10)
     assert lo == pytest.approx(0.0179, abs=1e-3) and hi == pytest.approx(0.4042, abs=1e-3)
+
+
+def test_figures_that_rest_on_failed_calls_say_so_instead_of_blaming_the_prompt(filt):
+    sample = [{"id": f"r{i}", "expect": "on_topic" if i % 2 else "off_topic"} for i in range(10)]
+    labeled = [{"id": "r1", "score": 7.0, "tier": "high", "labels": {"relevance": 7, "groundedness": 7, "style": 7}}]
+    failures = [{"id": f"r{i}", "stage_reason": "call_failed", "error": "HTTP 500"} for i in range(2, 10)]
+    failures.append({"id": "r0", "stage_reason": "parse_failed", "error": "no JSON"})
+    m, report = assess("t", sample, labeled, failures, filt, CalibrationThresholds())
+    assert m["verdict"] == "FAIL" and m["failure_reasons"] == {"call_failed": 8, "parse_failed": 1}
+    assert "rest on failed calls" in m["reasons"][0] and "call_failed 8" in m["reasons"][0]
+    assert not any("scores everything alike" in r for r in m["reasons"])  # not a prompt problem
+    assert "rest on failed calls" in report

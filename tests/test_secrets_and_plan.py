@@ -78,3 +78,23 @@ def test_plan_estimates_the_next_repro_without_calling_anything(hosted_project):
     assert before["total"]["cost_usd_max"] > 0
     # After `dvc repro label`, only train and evaluate are left, and they call no LLM.
     assert after["stages_to_run"] == ["split", "train", "evaluate"] and after["llm_stages"] == []
+
+
+def test_plan_needs_no_key_and_says_which_one_the_run_would_need(hosted_project):
+    root = hosted_project["root"]
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["calibrate"]["seed"] = 99  # calibrate, validate and label would run again
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = run(["python", "-m", "distillery.pipeline.plan"], root, env={"ANTHROPIC_API_KEY": "", "OPENAI_API_KEY": ""})
+    assert "Traceback" not in out.stderr
+    assert "note: calibrate: provider 'anthropic' needs an API key: set ANTHROPIC_API_KEY" in out.stdout
+
+
+def test_a_dry_run_treats_what_the_next_repro_rewrites_as_absent(tmp_path, monkeypatch):
+    from distillery.engine.job import fresh
+
+    old = tmp_path / "sample.jsonl"
+    old.write_text("{}\n")
+    assert fresh(old)
+    monkeypatch.setenv("DISTILLERY_PLAN_STALE", f"{tmp_path / 'other'}:{old}")
+    assert not fresh(old)

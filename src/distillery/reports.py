@@ -1,6 +1,8 @@
 """Markdown reports a person reads before deciding: calibration/validation and evaluation."""
 from __future__ import annotations
 
+from distillery.records import subject_text
+
 ICON = {"PASS": "✅", "DEPLOY": "✅", "REVIEW": "⚠️", "FAIL": "❌"}
 
 
@@ -25,9 +27,20 @@ def calibration_report(title: str, m: dict, verdict: str, reasons: list[str], wo
     lines += ["", "Mean weighted score by expected class: " +
               ", ".join(f"{k} {v:.2f}" for k, v in m["mean_score"].items()), ""]
     if worst:
-        lines += ["## Disagreements to read", "", "| id | expected | score | tier |", "|---|---|---|---|"]
-        lines += [f"| {r['id']} | {r['expect']} | {r['score']:.2f} | {r['tier']} |" for r in worst]
+        dims = list(worst[0].get("labels", {}))
+        lines += ["## Disagreements to read", "",
+                  "| id | expected | score | tier | " + " | ".join(dims) + " | answer |",
+                  "|---|---|---|---|" + "---|" * len(dims) + "---|"]
+        lines += [f"| {r['id']} | {r['expect']} | {r['score']:.2f} | {r['tier']} | "
+                  + " | ".join(f"{r['labels'][d]:.1f}" for d in dims)
+                  + f" | {_excerpt(subject_text(r)) if 'text' in r or 'messages' in r else ''} |"
+                  for r in worst]
     return "\n".join(lines) + "\n"
+
+
+def _excerpt(text: str, n: int = 120) -> str:
+    text = " ".join(text.split()).replace("|", "\\|")
+    return text if len(text) <= n else text[: n - 1] + "…"
 
 
 def evaluation_report(m: dict, verdict: str, reasons: list[str]) -> str:
@@ -39,7 +52,9 @@ def evaluation_report(m: dict, verdict: str, reasons: list[str]) -> str:
               f"| RMSE | {val['rmse']:.3f} | {test['rmse']:.3f} |",
               f"| tier accuracy | {_pct(val['tier_accuracy'])} | {_pct(test['tier_accuracy'])} |",
               f"| records | {val['n']} | {test['n']} |", "",
-              f"Baseline (predict the training mean) test MAE: {m['baseline_test_mae']:.3f}", "",
+              f"Baseline (predict the training mean) test MAE: {m['baseline_test_mae']:.3f}"
+              + (" — **the student does worse than this baseline**" if test["mae"] >= m["baseline_test_mae"] else ""),
+              "",
               "## Per dimension (test)", "", "| dimension | MAE | RMSE |", "|---|---|---|"]
     lines += [f"| {d} | {mae:.3f} | {test['rmse_by_dimension'][d]:.3f} |" for d, mae in test["mae_by_dimension"].items()]
     return "\n".join(lines) + "\n"

@@ -21,9 +21,11 @@ Failures are returned, never journaled, so the next run tries them again.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from distillery.engine.cache import content_key
 from distillery.engine.requests import BudgetExceeded, CallFailed
@@ -209,6 +211,13 @@ class JobRunner:
 def records_left(result: JobResult, keys: dict) -> list[str]:
     done = set(result.values) | {f.id for f in result.failures}
     return [rid for rid in keys if rid not in done]
+
+
+def fresh(path) -> bool:
+    """`path` exists and is not one the next `dvc repro` will rewrite (`make plan` names those), so a dry
+    run may estimate from it."""
+    stale = os.environ.get("DISTILLERY_PLAN_STALE", "").split(os.pathsep)
+    return Path(path).exists() and str(path) not in stale
 
 
 def add_dry_run(ap) -> None:

@@ -32,12 +32,12 @@ def baseline_mae(train: list[dict], test: list[dict], filt: FilterParams) -> flo
 
 
 def deploy_verdict(test: dict, val: dict, t: EvaluateThresholds, baseline: float | None = None) -> tuple[str, list[str]]:
-    """DEPLOY when test MAE < deploy_mae, most dimensions < dim_deploy, |test - val| ≤ max_gap and the
+    """DEPLOY when test MAE < deploy_mae, most dimensions < dim_deploy, test - val ≤ max_gap and the
     student beats predicting the training mean by min_baseline_gain; FAIL above review_mae or with any
     dimension above dim_fail; REVIEW between."""
     dims = test["mae_by_dimension"]
     worst = max(dims, key=dims.get)
-    gap = abs(test["mae"] - val["mae"])
+    gap = test["mae"] - val["mae"]  # one-sided: a test set the student does *better* on is no warning
     if test["mae"] > t.review_mae:
         return "FAIL", [f"test MAE {test['mae']:.3f} > {t.review_mae}"]
     if dims[worst] > t.dim_fail:
@@ -49,7 +49,7 @@ def deploy_verdict(test: dict, val: dict, t: EvaluateThresholds, baseline: float
     if good <= len(dims) / 2:
         reasons.append(f"only {good}/{len(dims)} dimensions under MAE {t.dim_deploy}")
     if gap > t.max_gap:
-        reasons.append(f"validation-test gap {gap:.3f} > {t.max_gap}")
+        reasons.append(f"test MAE is {gap:.3f} worse than validation (> {t.max_gap})")
     if baseline is not None and test["mae"] > baseline * (1 - t.min_baseline_gain):
         # Labels with little spread make any MAE small; a student that barely beats the mean learned little.
         reasons.append(f"test MAE {test['mae']:.3f} is not {t.min_baseline_gain:.0%} below the baseline "

@@ -54,6 +54,9 @@ def calibration_metrics(sample: list[dict], labeled: list[dict], failures: list[
     per_dim = {d: statistics.pstdev([r["labels"][d] for r in labeled]) if len(labeled) > 1 else 0.0
                for d in filt.dimensions}
     parse_failed = sum(f.get("stage_reason") == "parse_failed" for f in failures)
+    reasons: dict[str, int] = {}
+    for f in failures:
+        reasons[f.get("stage_reason", "unknown")] = reasons.get(f.get("stage_reason", "unknown"), 0) + 1
     n = len(sample)
     return {
         "n": n, "labeled": len(labeled), "failures": len(failures),
@@ -66,6 +69,7 @@ def calibration_metrics(sample: list[dict], labeled: list[dict], failures: list[
         "spread_by_dimension": {d: round(v, 4) for d, v in per_dim.items()},
         "failure_rate": round(len(failures) / n, 4) if n else 0.0,
         "parse_failure_rate": round(parse_failed / n, 4) if n else 0.0,
+        "failure_reasons": dict(sorted(reasons.items())),
         "mean_score": {cls: round(statistics.mean([by_id[i]["score"] for i, e in expect.items()
                                                     if e == cls and i in by_id]), 4)
                        for cls in CLASSES if any(e == cls and i in by_id for i, e in expect.items())},
@@ -75,6 +79,13 @@ def calibration_metrics(sample: list[dict], labeled: list[dict], failures: list[
 def verdict(m: dict, t: CalibrationThresholds, drift_max: float = 0.10) -> tuple[str, list[str]]:
     """PASS / REVIEW / FAIL and the reasons, from the thresholds in params."""
     fails, reviews = [], []
+    if m["failure_rate"] > t.parse_fail_max:
+        why = ", ".join(f"{k} {v}" for k, v in m.get("failure_reasons", {}).items())
+        fails.append(f"{m['failures']} of {m['n']} calls failed ({why}): the figures below rest on failed calls, "
+                     "not on the oracle's judgement. Fix the provider or the reply format first (see the "
+                     "failures file beside the sample), then the prompt")
+        if m["labeled"] < m["n"] / 2:  # too little was judged for the rates to say anything
+            return "FAIL", fails
     for rate, pass_at, review_at, label in (
         (m["false_positive_rate"], t.fp_pass, t.fp_review, "off-topic false-positive rate"),
         (m["false_negative_rate"], t.fn_pass, t.fn_review, "on-topic false-negative rate"),
@@ -85,8 +96,6 @@ def verdict(m: dict, t: CalibrationThresholds, drift_max: float = 0.10) -> tuple
             reviews.append(f"{label} {rate:.0%} ≥ {pass_at:.0%}")
     if m["spread"] <= t.spread_min:
         fails.append(f"score spread {m['spread']:.2f} ≤ {t.spread_min} (the oracle scores everything alike)")
-    if m["failure_rate"] > t.parse_fail_max:
-        fails.append(f"failed/unparseable replies {m['failure_rate']:.0%} > {t.parse_fail_max:.0%}")
     if "drift" in m:
         for name, d in m["drift"].items():
             if name.endswith("_rate") and abs(d) > drift_max:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -24,6 +25,7 @@ import yaml
 from distillery.pipeline.deps import import_closure, stage_script
 
 JOB_MODULE = Path("src/distillery/engine/job.py")
+STALE_ENV = "DISTILLERY_PLAN_STALE"  # paths a dry run must treat as absent (engine.job.fresh reads it)
 
 
 def llm_stages(dvc_yaml: dict, root: Path = Path(".")) -> list[str]:
@@ -54,8 +56,18 @@ def stages_to_run(dvc_yaml: dict) -> list[str]:
     return [name for name in stages if name in changed]
 
 
-def dry_run(cmd: str) -> dict:
-    proc = subprocess.run(shlex.split(cmd) + ["--dry-run"], capture_output=True, text=True)
+def stale_outputs(dvc_yaml: dict, run: list[str]) -> list[str]:
+    """The outputs the next repro will rewrite: a dry run must not estimate from their old contents."""
+    outs = []
+    for name in run:
+        stage = dvc_yaml["stages"][name]
+        outs += [str(o if isinstance(o, str) else next(iter(o))) for o in stage.get("outs", []) + stage.get("metrics", [])]
+    return outs
+
+
+def dry_run(cmd: str, stale: list[str]) -> dict:
+    env = {**os.environ, STALE_ENV: os.pathsep.join(stale)}
+    proc = subprocess.run(shlex.split(cmd) + ["--dry-run"], capture_output=True, text=True, env=env)
     if proc.returncode:
         raise SystemExit(f"plan: `{cmd} --dry-run` failed:\n{proc.stderr.strip()}")
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("PLAN ")), None)
@@ -72,10 +84,13 @@ def main() -> None:
         dvc_yaml = yaml.safe_load(fh)
     run = stages_to_run(dvc_yaml)
     llm = llm_stages(dvc_yaml)
-    plans = [dry_run(dvc_yaml["stages"][name]["cmd"]) for name in run if name in llm]
+    stale = stale_outputs(dvc_yaml, run)
+    plans = [dry_run(dvc_yaml["stages"][name]["cmd"], stale) for name in run if name in llm]
     total = {k: sum(p.get(k, 0) for p in plans) for k in ("calls", "cache_hits", "journal_hits", "input_tokens",
                                                            "output_tokens_max")}
     total["cost_usd_max"] = round(sum(p["cost_usd_max"] for p in plans), 4)
+    # "+": some stage's model has no price, so the total is a floor of what is known, not the bound
+    total_cost = f"{total['cost_usd_max']:.4f}" + ("+" if any(not p["priced"] for p in plans) else "")
     total["calls_max"] = sum(p.get("calls_max", p["calls"]) for p in plans)
     if args.json:
         print(json.dumps({"stages_to_run": run, "llm_stages": plans, "total": total}, indent=2, sort_keys=True))
@@ -87,18 +102,28 @@ def main() -> None:
           f"{'in tok':>9} {'out tok≤':>9} {'cost≤ USD':>10}")
     for p in plans:
         calls = f"{p['calls']}" + (f"-{p['calls_max']}" if p.get("calls_max", p["calls"]) != p["calls"] else "")
-        cost = f"{p['cost_usd_max']:.4f}" + ("" if p["priced"] else " (no price)")
-        print(f"{p['stage']:<11} {p['provider'][:40]:<40} {p['records']:>7} {p['journal_hits']:>7} "
+        cost = f"{p['cost_usd_max']:.4f}" if p["priced"] else "unpriced"
+        print(f"{p['stage']:<11} {elide(p['provider'], 40):<40} {p['records']:>7} {p['journal_hits']:>7} "
               f"{p['cache_hits']:>7} {calls:>7} {p['input_tokens']:>9} {p['output_tokens_max']:>9} {cost:>10}")
     print(f"{'total':<11} {'':<40} {'':>7} {total['journal_hits']:>7} {total['cache_hits']:>7} "
-          f"{total['calls']:>7} {total['input_tokens']:>9} {total['output_tokens_max']:>9} {total['cost_usd_max']:>10.4f}")
+          f"{total['calls']:>7} {total['input_tokens']:>9} {total['output_tokens_max']:>9} {total_cost:>10}")
     notes = [f"{p['stage']}: estimated from {p['corpus']} (its input does not exist yet)" for p in plans
              if p.get("estimated_from_fallback")]
     notes += [f"{p['stage']}: detect_templates has not run; counted every record as flagged" for p in plans
               if p.get("flagged_known") is False]
     notes += [f"{p['stage']}: no price for this model in base.prices; cost not known" for p in plans if not p["priced"]]
+    notes += [f"{p['stage']}: {problem} (the run would stop at its first call)" for p in plans
+              for problem in p.get("setup_problems", [])]
     for n in notes:
         print(f"note: {n}")
+
+
+def elide(text: str, width: int) -> str:
+    """`text` cut to `width` with a visible … in the middle, so the model's end (its size) still shows."""
+    if len(text) <= width:
+        return text
+    keep = width - 1
+    return text[: keep // 2] + "…" + text[-(keep - keep // 2):]
 
 
 if __name__ == "__main__":
