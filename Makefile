@@ -18,9 +18,12 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_VERBOSITY ?= error
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: setup constraints demo repro plan test metrics plots corpus clean-state
+.PHONY: help setup constraints demo repro plan test metrics plots corpus clean-state predict
 
-setup: $(VENV)/.installed
+help:                ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:[^#]*## /\t/' | expand -t 16
+
+setup: $(VENV)/.installed  ## create .venv with the pinned versions (constraints.txt)
 
 # torch first, pinned to TORCH_VERSION from TORCH_INDEX (a CPU build only where that index, or pip's own
 # configuration, serves one), so that nothing after it pulls a different torch. Every step is held to
@@ -52,7 +55,7 @@ demo: setup          ## set up, then run the whole pipeline on the shipped demo 
 	@cat reports/evaluation.md
 	@echo "More: reports/calibration.md, reports/validation.md, make metrics, make plots"
 
-repro: setup
+repro: setup         ## dvc repro: run what changed
 	dvc repro
 
 plan: setup          ## what the next `dvc repro` would spend on LLM calls (calls, tokens, cost), calling nothing
@@ -61,10 +64,13 @@ plan: setup          ## what the next `dvc repro` would spend on LLM calls (call
 test: setup          ## set up, then run the test suite
 	$(PY) -m pytest -q
 
-metrics:
+predict: setup       ## score a JSONL file with the trained student: make predict IN=new.jsonl OUT=scored.jsonl
+	$(PY) -m distillery predict --input $(IN) --output $(OUT)
+
+metrics:             ## dvc metrics show
 	dvc metrics show
 
-plots:
+plots:               ## dvc plots show
 	dvc plots show
 
 corpus: setup        ## rewrite the shipped demo corpus (seeded: the same files each time)

@@ -125,6 +125,19 @@ def test_metrics_show_lists_every_stage_and_plots_render(project):
         assert f'"{field}": ' in html, field
 
 
+def test_the_trained_student_scores_new_data_by_dimension_name(project):
+    root, _ = project
+    dims = list(yaml.safe_load((root / "params.yaml").read_text())["filter"]["dimensions"])
+    config = json.loads((root / "models/student/config.json").read_text())
+    assert list(config["id2label"].values()) == dims
+    new = [{"id": "n1", "text": "Sunny and 22°C in Paris: leave the umbrella at home."}]
+    write_records(root / "new.jsonl", new)
+    run(["python", "-m", "distillery", "predict", "--input", "new.jsonl", "--output", "scored.jsonl"], root)
+    scored = load_records(root / "scored.jsonl")
+    assert scored[0]["text"] == new[0]["text"] and list(scored[0]["predicted"]["labels"]) == dims
+    assert scored[0]["predicted"]["tier"] in yaml.safe_load((root / "params.yaml").read_text())["filter"]["tiers"]
+
+
 def test_a_forced_rerun_from_scratch_writes_byte_identical_outputs(project):
     """Determinism: every stage again, with the call cache and journals gone, gives the same bytes
     (dvc.lock records each out's md5). Metrics agree too, but for the call accounting (calls, cache and
@@ -148,3 +161,27 @@ ACCOUNTING = {"calls", "cache_hits", "journal_hits", "retries", "call_failures",
 
 def without_accounting(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if k not in ACCOUNTING}
+
+
+def test_a_temporary_experiment_pays_nothing_for_calls_already_made(project):
+    """`dvc exp run --temp` runs in a copy under .dvc/tmp/exps without the gitignored .distillery/;
+    the call cache is the repository's, so a rerun of calibrate with the same prompts is all hits."""
+    root, _ = project
+    run(["dvc", "repro"], root)
+    out = run(["dvc", "exp", "run", "--temp", "-S", "calibrate.thresholds.fp_pass=0.11", "-n", "shared-cache"], root)
+    assert "Running stage 'calibrate'" in out.stdout
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], root).stdout)
+    found = [d for d in _dicts(shown) if d.get("name") == "shared-cache"]
+    calibrate = next(d for d in _dicts(found) if isinstance(d.get("data"), dict) and "false_positive_rate" in d["data"])
+    assert calibrate["data"]["calls"] == 0 and calibrate["data"]["cache_hits"] == calibrate["data"]["n"]
+
+
+def _dicts(obj):
+    """Every dict inside a JSON value (dvc exp show's nesting differs between DVC versions)."""
+    if isinstance(obj, dict):
+        yield obj
+        for v in obj.values():
+            yield from _dicts(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from _dicts(v)

@@ -169,3 +169,28 @@ def test_temperature_zero_and_the_schema_reach_the_wire(tmp_path):
     assert sent["temperature"] == 0.0 and sent["response_format"]["json_schema"]["schema"] == {"type": "object"}
     assert sent_anthropic["system"] == "be brief"
     assert sent_anthropic["tool_choice"] == {"type": "tool", "name": sent_anthropic["tools"][0]["name"]}
+
+
+def test_a_server_that_rejects_json_schema_gets_json_object_once_and_the_metrics_say_so(filt, tmp_path):
+    """llama.cpp's server answers 500 "Input should be 'text' or 'json_object'" to a json_schema response
+    format and takes {"type": "json_object", "schema": …}."""
+    import json
+
+    records = [conversation(str(i), f"Answer {i}.") for i in range(6)]
+    with MockAPI(json_object_only=True) as api:
+        engine = engine_for("openai_compat", api.url, tmp_path, concurrency=1)
+        labeled, failures = label_all(records, engine, PROMPT, filt)
+        formats = [json.loads(b).get("response_format", {}).get("type") for b in api.bodies]
+    assert len(labeled) == 6 and not failures
+    assert formats == ["json_schema"] + ["json_object"] * 6  # one rejection, then the other form
+    assert any("switched to json_object" in n for n in engine.stats.as_metrics()["notices"])
+    assert engine.stats.retries == 0  # a format switch is not a retry of a transient error
+
+
+def test_json_mode_can_be_chosen_in_params(filt, tmp_path):
+    import json
+
+    with MockAPI(json_object_only=True) as api:
+        engine = engine_for("openai_compat", api.url, tmp_path, json_mode="json_object")
+        label_all([conversation("a", "Sunny.")], engine, PROMPT, filt)
+        assert [json.loads(b)["response_format"]["type"] for b in api.bodies] == ["json_object"]

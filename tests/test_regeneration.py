@@ -75,3 +75,32 @@ def test_near_duplicate_of_a_recent_rewrite_is_refused_and_recent_ones_are_shown
     assert subject_text(out[1]) == "Rain by tea time; the umbrella is your friend today."
     second_prompt = engine.provider.calls[1]["messages"][0]["content"]
     assert f'- "{same}"' in second_prompt  # the recent rewrite is shown as wording to avoid
+
+
+def test_cut_off_and_meta_chatter_rewrites_are_rejected_then_the_original_kept(make_engine):
+    from distillery.regeneration.rewrite import check_rewrite
+
+    assert check_rewrite("Sunny all day, so leave the coat.", [], truncated=True, max_tokens=40).reason == "truncated"
+    for chatter in ("Here's a rewritten version: sunny and warm today.",
+                    "The user requested a specific weather update for Oslo today, so I'll use this.",
+                    "Sure! Sunny and warm in Paris today."):
+        assert check_rewrite(chatter, []).reason == "meta_chatter", chatter
+    assert check_rewrite("Sunny and warm in Paris today, so leave the coat.", []) is None
+
+
+def test_a_document_is_rewritten_and_labels_for_the_old_text_are_dropped(make_engine):
+    doc = {"id": "d", "title": "Paris", "text": f"Sunny. {STOCK}", "tags": {"persona": "twain"},
+           "labels": {"relevance": 9, "groundedness": 9, "style": 1}, "score": 6.6, "tier": "medium"}
+    engine = make_engine(responses=["Sunny enough to forgive the city its pigeons."])
+    out = regenerate_all([doc], {"d": ["phrase-0"]}, PATTERNS, STYLE, engine, PROMPT, CFG, seed=1)
+    assert out[0]["text"] == "Sunny enough to forgive the city its pigeons." and out[0]["title"] == "Paris"
+    assert "labels" not in out[0] and "tier" not in out[0] and out[0]["regenerated"]["dropped_labels"] is True
+
+
+def test_a_failed_call_is_not_frozen_into_the_journal(make_engine, tmp_path, monkeypatch):
+    journal = Journal(tmp_path / "regenerate.jsonl")
+    engine = make_engine()
+    monkeypatch.setattr(engine.provider, "fail_marker", "Sunny")
+    out = regenerate_all(corpus()[:1], {"a": ["phrase-0"]}, PATTERNS, STYLE, engine, PROMPT, CFG, seed=1, journal=journal)
+    assert out[0]["regenerated"]["kept_original"]["reason"] == "call_failed"
+    assert journal.load() == {}  # the next run asks again

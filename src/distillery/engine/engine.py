@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from distillery.engine.budget import BudgetMeter, CallStats
-from distillery.engine.cache import CallCache, ChainCache
+from distillery.engine.cache import CallCache, ChainCache, shared_cache_path
 from distillery.engine.dispatch import run_device, run_threads
 from distillery.engine.limiter import RateLimiter
 from distillery.engine.requests import BudgetExceeded, CallFailed, CompleteRequest, prompt_chars
@@ -56,8 +56,8 @@ class Engine:
 
     @classmethod
     def for_stage(cls, spec, base, **kw) -> "Engine":
-        """The engine a stage uses: the shared cache in base.state_dir, base.prices."""
-        return cls(spec, CallCache(Path(base.state_dir) / "cache.sqlite"), prices=base.prices, **kw)
+        """The engine a stage uses: the repository's shared call cache, base.prices."""
+        return cls(spec, CallCache(shared_cache_path(base.state_dir, base.cache_path)), prices=base.prices, **kw)
 
     @property
     def stopped(self) -> str | None:

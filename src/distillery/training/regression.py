@@ -85,6 +85,9 @@ def train_student(train: list[dict], val: list[dict], filt: FilterParams, cfg: T
         if cfg.lora.enabled:
             model = model.merge_and_unload()
         out_dir.mkdir(parents=True, exist_ok=True)
+        # config.json names each output by its dimension, not LABEL_0, LABEL_1, …
+        model.config.id2label = dict(enumerate(filt.dimensions))
+        model.config.label2id = {d: i for i, d in enumerate(filt.dimensions)}
         model.save_pretrained(out_dir)
         tokenizer.save_pretrained(out_dir)
         history = trainer.state.log_history
