@@ -115,3 +115,19 @@ def test_filter_weights_must_sum_to_one(filt):
 def test_label_has_no_default_for_proceeding_after_a_failed_validation():
     with pytest.raises(TypeError):
         P.LabelParams()
+
+
+@pytest.mark.parametrize("override", ["split.seed=7", "train.lora.enabled=true", "detect_templates.min_count=12",
+                                      "label.max_failure_rate=0.2"])
+def test_dvc_exp_run_set_param_changes_only_the_value_it_sets(tmp_path, override):
+    """`dvc exp run -S` rewrites params.yaml through DVC's YAML round trip (dvc.utils.hydra.apply_overrides);
+    the shipped file is already in the form it writes, so a review sees one changed line."""
+    from dvc.utils.hydra import apply_overrides
+
+    path = tmp_path / "params.yaml"
+    before = (ROOT / "params.yaml").read_text()
+    path.write_text(before)
+    apply_overrides(path, [override])
+    changed = [(a, b) for a, b in zip(before.splitlines(), path.read_text().splitlines()) if a != b]
+    assert len(changed) == 1 and len(before.splitlines()) == len(path.read_text().splitlines())
+    assert override.split("=")[1] in changed[0][1]
