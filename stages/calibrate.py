@@ -12,7 +12,7 @@ from pathlib import Path
 
 from distillery.engine.engine import Engine
 from distillery.engine.job import JobRunner, add_dry_run, print_plan, run_job
-from distillery.labeling.calibration import assess, stratified_sample
+from distillery.labeling.calibration import assess, skipped, stratified_sample, with_expect_from_labels
 from distillery.labeling.oracle import OracleJob, OraclePrompt
 from distillery.params import load_params, seed_everything
 from distillery.records import load_records, write_json, write_records
@@ -30,7 +30,11 @@ def main():
     cfg = params.calibrate
     seed_everything(params.base.seed)
 
-    sample = stratified_sample(load_records(args.corpus), cfg)
+    if cfg.skip and not args.dry_run:
+        write_skipped(args, "Oracle calibration")
+        return
+    corpus = with_expect_from_labels(load_records(args.corpus), params.filter)
+    sample = [] if cfg.skip else stratified_sample(corpus, cfg, section="calibrate")
     engine = Engine.for_stage(params.base.oracle, params.base)
     runner = JobRunner(OracleJob(OraclePrompt(args.prompt), params.filter, engine, name="calibrate"), engine)
     if args.dry_run:
@@ -47,6 +51,16 @@ def main():
     args.report.write_text(report, encoding="utf-8")
     write_json(args.metrics, {**metrics, **engine.stats.as_metrics(), "seed": cfg.seed})
     print(f"calibrate: {metrics['verdict']} ({'; '.join(metrics['reasons']) or 'all figures within thresholds'})")
+
+
+def write_skipped(args, title: str) -> None:
+    metrics, report = skipped(title)
+    for path in (args.sample, args.labeled, args.failures):
+        write_records(path, [])
+    args.report.parent.mkdir(parents=True, exist_ok=True)
+    args.report.write_text(report, encoding="utf-8")
+    write_json(args.metrics, metrics)
+    print("calibrate: SKIPPED (calibrate.skip)")
 
 
 if __name__ == "__main__":

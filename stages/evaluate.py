@@ -2,9 +2,11 @@
 tier accuracy, and a DEPLOY / REVIEW / FAIL verdict from thresholds in params.
 
     python stages/evaluate.py --splits data/splits --model-dir models/student \
-        --report reports/evaluation.md --metrics metrics/evaluate.json --predictions plots/test_predictions.json
+        --report reports/evaluation.md --metrics metrics/evaluate.json --predictions plots/test_predictions.json \
+        [--gate metrics/validate.json]
 """
 import argparse
+import json
 from pathlib import Path
 
 from distillery.evaluation.regression import baseline_mae, deploy_verdict, error_metrics
@@ -19,6 +21,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for name in ("splits", "model_dir", "report", "metrics", "predictions"):
         ap.add_argument(f"--{name.replace('_', '-')}", dest=name, required=True, type=Path)
+    ap.add_argument("--gate", type=Path, help="validate's metrics: the report says when the oracle check failed or was skipped")
     ap.add_argument("--params", default="params.yaml", type=Path)
     args = ap.parse_args()
 
@@ -40,7 +43,8 @@ def main():
         {"id": r["id"], "oracle_score": r["score"], "predicted_score": weighted_score(dict(zip(dims, p)), filt)}
         for r, p in zip(splits["test"], preds["test"].tolist())])
     args.report.parent.mkdir(parents=True, exist_ok=True)
-    args.report.write_text(evaluation_report(metrics, verdict, reasons), encoding="utf-8")
+    gate = json.loads(args.gate.read_text()) if args.gate and args.gate.exists() else None
+    args.report.write_text(evaluation_report(metrics, verdict, reasons, gate), encoding="utf-8")
     write_json(args.metrics, metrics)
     print(f"evaluate: {verdict}, test MAE {metrics['test']['mae']:.3f} (baseline {metrics['baseline_test_mae']:.3f})")
 

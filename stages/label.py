@@ -43,7 +43,9 @@ def main():
     if gate["verdict"] == "FAIL" and not cfg.proceed_on_fail and not args.dry_run:
         raise SystemExit(f"label: refusing to label: validation verdict is FAIL ({'; '.join(gate['reasons'])}). "
                          "Fix prompts/oracle.md and rerun, or set label.proceed_on_fail: true in params.yaml.")
-    if gate["verdict"] != "PASS" and not args.dry_run:
+    if gate["verdict"] == "SKIPPED" and not args.dry_run:
+        print("label: WARNING: the oracle was not checked (calibrate.skip: true); labeling anyway")
+    elif gate["verdict"] != "PASS" and not args.dry_run:
         print(f"label: WARNING: validation verdict is {gate['verdict']}; labeling anyway")
 
     corpus = args.corpus if known(args.corpus) or not args.fallback_corpus else args.fallback_corpus

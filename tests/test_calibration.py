@@ -27,8 +27,33 @@ def test_validation_sample_is_disjoint_from_calibration():
 
 
 def test_too_few_hints_is_a_clear_error():
-    with pytest.raises(ValueError, match="wants 40 records with expect='on_topic'"):
+    with pytest.raises(ValueError, match=r"calibrate.n_positive is 40, but the corpus has \d+ records with expect='on_topic'"):
         stratified_sample(corpus(), SampleParams(40, 1, 1))
+    with pytest.raises(ValueError, match=r"validate.n_positive is 40"):  # validate's errors name validate's keys
+        stratified_sample(corpus(), SampleParams(40, 1, 1), section="validate")
+
+
+def test_a_labeled_corpus_needs_no_hints_and_the_oracle_is_measured_against_its_labels(filt):
+    from distillery.labeling.calibration import with_expect_from_labels
+
+    records = []
+    for i in range(20):
+        r = conversation(f"r{i}", f"Answer {i}.")
+        v = 8.0 if i % 2 else 1.0
+        r["labels"] = {"relevance": v, "groundedness": v, "style": v}
+        records.append(r)
+    hinted = with_expect_from_labels(records, filt)
+    assert {r["expect"] for r in hinted} == {"on_topic", "off_topic"} and all(r["expect_from"] == "labels" for r in hinted)
+    sample = stratified_sample(hinted, SampleParams(4, 4, 2))  # no edge records: none asked for from labels
+    assert len(sample) == 8
+    # An oracle that agrees on the on-topic ones and is 3 points off on the others.
+    oracle = [{"id": r["id"], "score": 8.0 if r["expect"] == "on_topic" else 4.0,
+               "tier": "high" if r["expect"] == "on_topic" else "medium",
+               "labels": {d: (8.0 if r["expect"] == "on_topic" else 4.0) for d in filt.dimensions}} for r in sample]
+    m, report = assess("t", sample, oracle, [], filt, CalibrationThresholds())
+    agree = m["agreement_with_labels"]
+    assert agree["n"] == 8 and agree["mae"] == 1.5 and agree["tier_agreement"] == 0.5
+    assert any("from your labels" in r for r in m["reasons"]) and m["verdict"] in ("REVIEW", "FAIL")
 
 
 def labeled(rid, expect, score, spread=0):
@@ -82,3 +107,26 @@ def test_figures_that_rest_on_failed_calls_say_so_instead_of_blaming_the_prompt(
     assert "rest on failed calls" in m["reasons"][0] and "call_failed 8" in m["reasons"][0]
     assert not any("scores everything alike" in r for r in m["reasons"])  # not a prompt problem
     assert "rest on failed calls" in report
+
+
+def test_skipping_the_check_writes_a_skipped_verdict_and_calls_nothing(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from distillery.records import write_records
+    from tests.conftest import ROOT, params_file
+
+    params_file(tmp_path / "params.yaml", {"calibrate": {"skip": True}, "base": {"state_dir": str(tmp_path / "s")}})
+    write_records(tmp_path / "corpus.jsonl", [conversation("a", "Sunny.")])  # no hints: a sample would fail
+    out = {n: tmp_path / n for n in ("sample.jsonl", "labeled.jsonl", "failures.jsonl", "report.md", "m.json")}
+    proc = subprocess.run([sys.executable, str(ROOT / "stages" / "calibrate.py"), "--params", str(tmp_path / "params.yaml"),
+                           "--corpus", str(tmp_path / "corpus.jsonl"), "--prompt", str(ROOT / "prompts" / "oracle.md"),
+                           "--sample", str(out["sample.jsonl"]), "--labeled", str(out["labeled.jsonl"]),
+                           "--failures", str(out["failures.jsonl"]), "--report", str(out["report.md"]),
+                           "--metrics", str(out["m.json"])], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(out["m.json"].read_text())["verdict"] == "SKIPPED"
+    assert "SKIPPED" in out["report.md"].read_text() and not (tmp_path / "s").exists()  # no cache: no call

@@ -87,3 +87,9 @@ def test_split_train_and_evaluate_name_the_stage_that_produced_nothing(tmp_path)
                             "--metrics", str(tmp_path / "t.json"), "--loss-curve", str(tmp_path / "l.json"),
                             "--val-curve", str(tmp_path / "v.json")], capture_output=True, text=True, env=env)
     assert train.returncode != 0 and "split produced too little" in train.stderr and "Traceback" not in train.stderr
+
+
+def test_a_skipped_oracle_check_lets_label_go_on_and_says_so(tmp_path):
+    setup(tmp_path, "SKIPPED", False, [conversation("a", "Sunny.")])
+    out = label(tmp_path)
+    assert out.returncode == 0 and "not checked (calibrate.skip: true)" in out.stdout

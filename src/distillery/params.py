@@ -115,6 +115,8 @@ class CalibrationThresholds:
     fn_review: float = 0.30
     spread_min: float = 1.0  # mean std of each dimension across the sample: a collapsed oracle scores all alike
     parse_fail_max: float = 0.10
+    label_mae_review: float = 1.0  # records with trusted labels: the oracle's MAE from them above this is a REVIEW…
+    label_mae_fail: float = 2.0  # …and above this a FAIL
 
 
 @dataclass
@@ -125,6 +127,7 @@ class SampleParams:
     n_edge: int = 6
     seed: int | None = None  # None: derived from base.seed
     thresholds: CalibrationThresholds = field(default_factory=CalibrationThresholds)
+    skip: bool = False  # true: no oracle check at all (calibrate and validate say SKIPPED; label goes on)
 
 
 @dataclass

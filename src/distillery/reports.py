@@ -22,6 +22,12 @@ def calibration_report(title: str, m: dict, verdict: str, reasons: list[str], wo
         f"| score spread (mean std per dimension) | {m['spread']:.2f} | |",
         f"| failed or unparseable replies | {_pct(m['failure_rate'])} | |",
     ]
+    agree = m.get("agreement_with_labels")
+    if agree:
+        lo, hi = agree["tier_agreement_ci95"]
+        lines += [f"| oracle vs your labels: MAE ({agree['n']} labeled records) | {agree['mae']:.2f} | |",
+                  f"| oracle vs your labels: same tier | {_pct(agree['tier_agreement'])} | {_pct(lo)}–{_pct(hi)} |"]
+        lines += [f"| oracle vs your labels: MAE {d} | {v:.2f} | |" for d, v in agree["mae_by_dimension"].items()]
     if "drift" in m:
         lines += [f"| drift vs calibration: {k} | {v:+.3f} | |" for k, v in m["drift"].items()]
     lines += ["", "Mean weighted score by expected class: " +
@@ -43,9 +49,13 @@ def _excerpt(text: str, n: int = 120) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
-def evaluation_report(m: dict, verdict: str, reasons: list[str]) -> str:
+def evaluation_report(m: dict, verdict: str, reasons: list[str], gate: dict | None = None) -> str:
     test, val = m["test"], m["val"]
     lines = ["# Student evaluation", "", f"**Verdict: {ICON[verdict]} {verdict}**", ""]
+    if gate and gate.get("verdict") != "PASS":
+        lines += [f"> The labels this student learned from were made by an oracle whose check said "
+                  f"**{gate['verdict']}** ({'; '.join(gate.get('reasons', [])[:2])}): the MAE below is "
+                  "against those labels, so read it with that in mind.", ""]
     lines += [f"- {r}" for r in reasons] + [""]
     lines += ["| | val | test |", "|---|---|---|",
               f"| MAE | {val['mae']:.3f} | {test['mae']:.3f} |",

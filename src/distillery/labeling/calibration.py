@@ -9,26 +9,67 @@ import math
 import random
 import statistics
 
+from distillery.labeling.scoring import tier_of, weighted_score
 from distillery.params import CalibrationThresholds, FilterParams, SampleParams
 
 CLASSES = {"on_topic": "n_positive", "off_topic": "n_negative", "edge": "n_edge"}
 
 
-def stratified_sample(records: list[dict], cfg: SampleParams, exclude: set[str] = frozenset()) -> list[dict]:
+def with_expect_from_labels(records: list[dict], filt: FilterParams) -> list[dict]:
+    """Records that carry trusted `labels` but no `expect` hint get one from those labels: on_topic when
+    their weighted score reaches positive_min_score, else off_topic (`expect_from: labels`). So a
+    labeled corpus needs no hints, and calibration measures the oracle against the labels."""
+    from distillery.labeling.reply import ParseError, validate_scores
+
+    out = []
+    for r in records:
+        if "expect" not in r and "labels" in r:
+            try:
+                score = weighted_score(validate_scores(r["labels"], filt), filt)
+            except ParseError:
+                out.append(r)  # label reports bad labels with file and line; the sample just skips them
+                continue
+            r = {**r, "expect": "on_topic" if score >= filt.positive_min_score else "off_topic",
+                 "expect_from": "labels"}
+        out.append(r)
+    return out
+
+
+def stratified_sample(records: list[dict], cfg: SampleParams, exclude: set[str] = frozenset(),
+                      section: str = "calibrate") -> list[dict]:
     """n_positive on-topic, n_negative off-topic and n_edge edge records (by `expect`), seeded.
 
-    Records in `exclude` (the calibration sample, when validating) are never drawn.
+    Records in `exclude` (the calibration sample, when validating) are never drawn. Edge records are
+    drawn as far as there are some when the hints came from labels (labels say nothing of edges).
     """
     rng = random.Random(cfg.seed)
     sample = []
+    from_labels = any(r.get("expect_from") == "labels" for r in records)
     for cls, attr in CLASSES.items():
         pool = [r for r in records if r.get("expect") == cls and r["id"] not in exclude]
         want = getattr(cfg, attr)
+        if cls == "edge" and from_labels:
+            want = min(want, len(pool))
         if len(pool) < want:
-            raise ValueError(f"calibration sample wants {want} records with expect={cls!r}, "
-                             f"the corpus has {len(pool)} available (after excluding {len(exclude)})")
+            raise ValueError(f"{section}.{attr} is {want}, but the corpus has {len(pool)} records with "
+                             f"expect={cls!r} (after excluding {len(exclude)} already drawn): lower "
+                             f"{section}.{attr}, or add `expect` hints or trusted `labels` to more records")
         sample.extend(rng.sample(pool, want))
     return sample
+
+
+def agreement(sample: list[dict], labeled: list[dict], filt: FilterParams) -> dict | None:
+    """The oracle against the trusted labels the sample arrived with: MAE per dimension, tier agreement
+    (Wilson 95% interval). None when no sampled record carried labels."""
+    trusted = {r["id"]: r["labels"] for r in sample if "labels" in r}
+    pairs = [(trusted[r["id"]], r) for r in labeled if r["id"] in trusted]
+    if not pairs:
+        return None
+    dims = list(filt.dimensions)
+    mae = {d: round(statistics.mean(abs(float(t[d]) - o["labels"][d]) for t, o in pairs), 4) for d in dims}
+    same = sum(tier_of(weighted_score({d: float(t[d]) for d in dims}, filt), filt) == o["tier"] for t, o in pairs)
+    return {"n": len(pairs), "mae": round(statistics.mean(mae.values()), 4), "mae_by_dimension": mae,
+            "tier_agreement": round(same / len(pairs), 4), "tier_agreement_ci95": wilson(same, len(pairs))}
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> list[float]:
@@ -96,6 +137,11 @@ def verdict(m: dict, t: CalibrationThresholds, drift_max: float = 0.10) -> tuple
             reviews.append(f"{label} {rate:.0%} ≥ {pass_at:.0%}")
     if m["spread"] <= t.spread_min:
         fails.append(f"score spread {m['spread']:.2f} ≤ {t.spread_min} (the oracle scores everything alike)")
+    agree = m.get("agreement_with_labels")
+    if agree and agree["mae"] > t.label_mae_fail:
+        fails.append(f"the oracle is {agree['mae']:.2f} from your labels on average (> {t.label_mae_fail})")
+    elif agree and agree["mae"] > t.label_mae_review:
+        reviews.append(f"the oracle is {agree['mae']:.2f} from your labels on average (> {t.label_mae_review})")
     if "drift" in m:
         for name, d in m["drift"].items():
             if name.endswith("_rate") and abs(d) > drift_max:
@@ -116,6 +162,9 @@ def assess(title: str, sample: list[dict], labeled: list[dict], failures: list[d
     from distillery.reports import calibration_report
 
     m = calibration_metrics(sample, labeled, failures, filt)
+    agree = agreement(sample, labeled, filt)
+    if agree is not None:
+        m["agreement_with_labels"] = agree
     if baseline is not None:
         m["drift"] = drift(m, baseline)
     status, reasons = verdict(m, t, drift_max)
@@ -125,3 +174,10 @@ def assess(title: str, sample: list[dict], labeled: list[dict], failures: list[d
              if (expect[r["id"]] == "off_topic" and r["score"] >= filt.positive_min_score)
              or (expect[r["id"]] == "on_topic" and r["score"] < filt.positive_min_score)]
     return m, calibration_report(title, m, status, reasons, wrong[:15])
+
+
+def skipped(title: str) -> tuple[dict, str]:
+    """(metrics, report) of a check the user switched off (calibrate.skip): said, not hidden."""
+    reason = "calibrate.skip is true: the oracle was not checked before labeling"
+    return ({"verdict": "SKIPPED", "reasons": [reason], "n": 0, "labeled": 0, "failures": 0},
+            f"# {title}\n\n**Verdict: SKIPPED**\n\n- {reason}. Its labels are used unchecked.\n")
