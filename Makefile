@@ -18,7 +18,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_VERBOSITY ?= error
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: help setup constraints demo repro plan test metrics plots corpus clean-state predict
+.PHONY: compare help setup constraints demo repro plan test metrics plots corpus clean-state predict
 
 help:                ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:[^#]*## /\t/' | expand -t 16
@@ -66,6 +66,9 @@ test: setup          ## set up, then run the test suite
 
 predict: setup       ## score a JSONL file with the trained student: make predict IN=new.jsonl OUT=scored.jsonl
 	$(PY) -m distillery predict --input $(IN) --output $(OUT)
+
+compare:             ## experiments side by side: changed params and the figures that decide, one screen
+	$(PY) -m distillery.pipeline.compare
 
 metrics:             ## dvc metrics show
 	dvc metrics show

@@ -10,6 +10,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
+from distillery.console import quiet_libraries
 from distillery.text.diversity import diversity_metrics
 from distillery.text.neardup import find_near_duplicates
 from distillery.params import load_params
@@ -20,6 +21,7 @@ from distillery.text.templates import (build_patterns, flag_templated, near_dupl
 
 
 def main():
+    quiet_libraries()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for name in ("corpus", "patterns", "flagged", "metrics"):
         ap.add_argument(f"--{name}", required=True, type=Path)

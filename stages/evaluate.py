@@ -9,6 +9,7 @@ import argparse
 import json
 from pathlib import Path
 
+from distillery.console import quiet_libraries
 from distillery.evaluation.regression import baseline_mae, deploy_verdict, error_metrics
 from distillery.params import load_params, seed_everything
 from distillery.records import require_records, write_json
@@ -18,6 +19,7 @@ from distillery.training.regression import predict
 
 
 def main():
+    quiet_libraries()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for name in ("splits", "model_dir", "report", "metrics", "predictions"):
         ap.add_argument(f"--{name.replace('_', '-')}", dest=name, required=True, type=Path)

@@ -17,6 +17,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
+from distillery.console import quiet_libraries
 from distillery.engine.engine import Engine
 from distillery.engine.job import JobRunner, add_dry_run, check_failures, fresh, print_plan, run_job
 from distillery.engine.journal import Journal
@@ -26,6 +27,7 @@ from distillery.records import load_numbered, write_json, write_records
 
 
 def main():
+    quiet_libraries()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for name in ("corpus", "gate", "prompt", "labeled", "failures", "metrics"):
         ap.add_argument(f"--{name}", required=True, type=Path)

@@ -12,6 +12,7 @@ import json
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from distillery.console import quiet_libraries
 from distillery.engine.engine import Engine
 from distillery.engine.job import JobRunner, add_dry_run, check_failures, fresh, print_plan, run_job
 from distillery.engine.journal import Journal
@@ -23,6 +24,7 @@ from distillery.text.templates import match_patterns, template_rate
 
 
 def main():
+    quiet_libraries()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for name in ("corpus", "flagged", "patterns", "style", "prompt", "out", "metrics"):
         ap.add_argument(f"--{name}", required=True, type=Path)

@@ -5,12 +5,14 @@
 import argparse
 from pathlib import Path
 
+from distillery.console import quiet_libraries
 from distillery.params import load_params, seed_everything
 from distillery.records import require_records, write_json, write_records
 from distillery.training.splitting import near_duplicate_groups, split_metrics, stratified_split
 
 
 def main():
+    quiet_libraries()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for name in ("labeled", "out_dir", "metrics"):
         ap.add_argument(f"--{name.replace('_', '-')}", dest=name, required=True, type=Path)

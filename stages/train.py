@@ -7,12 +7,14 @@ with transformers' Trainer; keep the best checkpoint by validation MAE.
 import argparse
 from pathlib import Path
 
+from distillery.console import quiet_libraries
 from distillery.params import load_params, seed_everything
 from distillery.records import require_records, write_json
 from distillery.training.regression import curves, train_student
 
 
 def main():
+    quiet_libraries()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for name in ("splits", "model_dir", "metrics", "loss_curve", "val_curve"):
         ap.add_argument(f"--{name.replace('_', '-')}", dest=name, required=True, type=Path)

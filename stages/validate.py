@@ -10,6 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
+from distillery.console import quiet_libraries
 from distillery.engine.engine import Engine
 from distillery.engine.job import JobRunner, add_dry_run, fresh, print_plan, run_job
 from distillery.labeling.calibration import assess, skipped, stratified_sample, with_expect_from_labels
@@ -19,6 +20,7 @@ from distillery.records import load_records, write_json, write_records
 
 
 def main():
+    quiet_libraries()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for name in ("corpus", "prompt", "calibration_sample", "calibration_metrics", "sample", "labeled",
                  "failures", "report", "metrics"):

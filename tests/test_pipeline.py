@@ -185,3 +185,14 @@ def _dicts(obj):
     elif isinstance(obj, list):
         for v in obj:
             yield from _dicts(v)
+
+
+def test_make_compare_fits_the_experiments_on_one_screen(project):
+    root, _ = project
+    full = run(["dvc", "exp", "show", "--csv"], root).stdout.splitlines()[0].split(",")
+    shown = run(["python", "-m", "distillery.pipeline.compare"], root).stdout.splitlines()
+    header = shown[0].split()
+    assert len(full) > 150 and len(header) < 40  # every figure vs the ones that decide
+    assert "validate.verdict" in header and "evaluate.verdict" in header and "label.calls" in header
+    assert "calibrate.thresholds.fp_pass" in header  # the param the experiment changed
+    assert any("shared-cache" in line for line in shown[1:])

@@ -75,7 +75,8 @@ def train_student(train: list[dict], val: list[dict], filt: FilterParams, cfg: T
             weight_decay=cfg.weight_decay, eval_strategy="epoch", save_strategy="epoch",
             load_best_model_at_end=True, metric_for_best_model="mae", greater_is_better=False,
             save_total_limit=1, logging_strategy="steps", logging_steps=max(1, len(train) // cfg.batch_size // 4),
-            report_to=[], seed=seed, data_seed=seed, disable_tqdm=True, save_only_model=True)
+            report_to=[], seed=seed, data_seed=seed, disable_tqdm=True, save_only_model=True,
+            dataloader_pin_memory=_cuda())  # pinning is for GPU copies; on a CPU it only warns
         trainer = Trainer(model=model, args=args, train_dataset=_Dataset(train, tokenizer, filt, cfg.max_length),
                           eval_dataset=_Dataset(val, tokenizer, filt, cfg.max_length),
                           data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=compute_metrics)
@@ -99,6 +100,12 @@ def train_student(train: list[dict], val: list[dict], filt: FilterParams, cfg: T
                "train_size": len(train), "val_size": len(val), "lora": cfg.lora.enabled,
                "trainable_params": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)}
     return summary, history
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def curves(history: list[dict]) -> tuple[list[dict], list[dict]]:
