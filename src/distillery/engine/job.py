@@ -124,6 +124,9 @@ class JobRunner:
         self._flushed_at = time.monotonic()
 
     def _keys(self, records: list[dict]) -> dict[str, str]:
+        """Each record's journal key (None without a journal: nothing is looked up or written)."""
+        if self.journal is None:
+            return {r["id"]: None for r in records}
         spec = self.engine.spec.identity()
         return {r["id"]: content_key(**self.job.key(r), spec=spec) for r in records}
 
@@ -200,7 +203,8 @@ class JobRunner:
     def _settle(self, record, outcome: Accept | Failure, keys, result: JobResult, bar) -> None:
         if isinstance(outcome, Accept):
             result.values[record["id"]] = outcome.value
-            self._unwritten.append((keys[record["id"]], outcome.value))
+            if self.journal is not None:
+                self._unwritten.append((keys[record["id"]], outcome.value))
             if len(self._unwritten) >= FLUSH_EVERY or time.monotonic() - self._flushed_at >= FLUSH_AFTER_S:
                 self._flush()
         else:
