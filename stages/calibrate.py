@@ -13,7 +13,7 @@ from pathlib import Path
 from distillery.console import quiet_libraries
 from distillery.engine.engine import Engine
 from distillery.engine.job import JobRunner, add_dry_run, print_plan, run_job
-from distillery.labeling.calibration import assess, skipped, stratified_sample, with_expect_from_labels
+from distillery.labeling.calibration import assess, stratified_sample, with_expect_from_labels, write_skipped
 from distillery.labeling.oracle import OracleJob, OraclePrompt
 from distillery.params import load_params, seed_everything
 from distillery.records import load_records, write_json, write_records
@@ -33,7 +33,9 @@ def main():
     seed_everything(params.base.seed)
 
     if cfg.skip and not args.dry_run:
-        write_skipped(args, "Oracle calibration")
+        write_skipped("Oracle calibration", sample=args.sample, labeled=args.labeled, failures=args.failures,
+                      report=args.report, metrics=args.metrics)
+        print("calibrate: SKIPPED (calibrate.skip)")
         return
     corpus = with_expect_from_labels(load_records(args.corpus), params.filter)
     sample = [] if cfg.skip else stratified_sample(corpus, cfg, section="calibrate")
@@ -54,15 +56,6 @@ def main():
     write_json(args.metrics, {**metrics, **engine.stats.as_metrics(), "seed": cfg.seed})
     print(f"calibrate: {metrics['verdict']} ({'; '.join(metrics['reasons']) or 'all figures within thresholds'})")
 
-
-def write_skipped(args, title: str) -> None:
-    metrics, report = skipped(title)
-    for path in (args.sample, args.labeled, args.failures):
-        write_records(path, [])
-    args.report.parent.mkdir(parents=True, exist_ok=True)
-    args.report.write_text(report, encoding="utf-8")
-    write_json(args.metrics, metrics)
-    print("calibrate: SKIPPED (calibrate.skip)")
 
 
 if __name__ == "__main__":

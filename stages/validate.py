@@ -13,7 +13,7 @@ from pathlib import Path
 from distillery.console import quiet_libraries
 from distillery.engine.engine import Engine
 from distillery.engine.job import JobRunner, add_dry_run, fresh, print_plan, run_job
-from distillery.labeling.calibration import assess, skipped, stratified_sample, with_expect_from_labels
+from distillery.labeling.calibration import assess, stratified_sample, with_expect_from_labels, write_skipped
 from distillery.labeling.oracle import OracleJob, OraclePrompt
 from distillery.params import load_params, seed_everything
 from distillery.records import load_records, write_json, write_records
@@ -37,7 +37,9 @@ def main():
     known = fresh(args.calibration_sample) if args.dry_run else True
     exclude = {r["id"] for r in load_records(args.calibration_sample)} if known else set()
     if params.calibrate.skip and not args.dry_run:
-        write_skipped(args, "Oracle validation (fresh sample)")
+        write_skipped("Oracle validation (fresh sample)", sample=args.sample, labeled=args.labeled, failures=args.failures,
+                      report=args.report, metrics=args.metrics)
+        print("validate: SKIPPED (calibrate.skip)")
         return
     corpus = with_expect_from_labels(load_records(args.corpus), params.filter)
     sample = [] if params.calibrate.skip else stratified_sample(corpus, cfg, exclude=exclude, section="validate")
@@ -61,15 +63,6 @@ def main():
     write_json(args.metrics, {**metrics, **engine.stats.as_metrics(), "seed": cfg.seed})
     print(f"validate: {metrics['verdict']} ({'; '.join(metrics['reasons']) or 'all figures within thresholds'})")
 
-
-def write_skipped(args, title: str) -> None:
-    metrics, report = skipped(title)
-    for path in (args.sample, args.labeled, args.failures):
-        write_records(path, [])
-    args.report.parent.mkdir(parents=True, exist_ok=True)
-    args.report.write_text(report, encoding="utf-8")
-    write_json(args.metrics, metrics)
-    print("validate: SKIPPED (calibrate.skip)")
 
 
 if __name__ == "__main__":

@@ -176,8 +176,15 @@ def assess(title: str, sample: list[dict], labeled: list[dict], failures: list[d
     return m, calibration_report(title, m, status, reasons, wrong[:15])
 
 
-def skipped(title: str) -> tuple[dict, str]:
-    """(metrics, report) of a check the user switched off (calibrate.skip): said, not hidden."""
+def write_skipped(title: str, *, sample, labeled, failures, report, metrics) -> None:
+    """The outputs of a check the user switched off (calibrate.skip): said, not hidden. Empty samples,
+    a SKIPPED verdict in the metrics, and a report that says the oracle's labels go unchecked."""
+    from distillery.records import write_json, write_records
+
     reason = "calibrate.skip is true: the oracle was not checked before labeling"
-    return ({"verdict": "SKIPPED", "reasons": [reason], "n": 0, "labeled": 0, "failures": 0},
-            f"# {title}\n\n**Verdict: SKIPPED**\n\n- {reason}. Its labels are used unchecked.\n")
+    for path in (sample, labeled, failures):
+        write_records(path, [])
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text(f"# {title}\n\n**Verdict: SKIPPED**\n\n- {reason}. Its labels are used unchecked.\n",
+                      encoding="utf-8")
+    write_json(metrics, {"verdict": "SKIPPED", "reasons": [reason], "n": 0, "labeled": 0, "failures": 0})
