@@ -71,3 +71,17 @@ def params_file(path, over: dict) -> Path:
     data = merge(data, json.loads(json.dumps(over)))
     Path(path).write_text(yaml.safe_dump(data, sort_keys=False))
     return Path(path)
+
+
+def kill_after_journal_lines(cmd: list[str], env: dict, journal: Path, lines: int, poll_s: float = 0.02) -> None:
+    """Start `cmd`, wait until its journal has `lines` lines (at most 60 s), then kill -9 it."""
+    import signal
+    import subprocess
+    import time
+
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline and (not journal.exists() or len(journal.read_text().splitlines()) < lines):
+        time.sleep(poll_s)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()

@@ -2,17 +2,15 @@
 (tests/toy_stage.py), run as a real process against a loopback OpenAI-style server."""
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 from distillery.engine.job import Accept, Failure, Job, JobRunner, Reject
 from distillery.engine.journal import Journal
 from distillery.engine.requests import CompleteRequest
 from distillery.records import load_records, write_records
 from distillery.testing.mock_api import MockAPI
-from tests.conftest import ROOT
+from tests.conftest import ROOT, kill_after_journal_lines
 
 N = 30
 
@@ -28,13 +26,8 @@ def toy(tmp_path, api, *extra):
 def test_kill_9_then_rerun_loses_nothing_and_repays_only_what_was_in_flight(tmp_path):
     with MockAPI(latency_s=0.15) as api:
         cmd, env = toy(tmp_path, api)
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         journal = tmp_path / "state" / "journal.jsonl"
-        deadline = time.time() + 60
-        while time.time() < deadline and (not journal.exists() or len(journal.read_text().splitlines()) < 8):
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        kill_after_journal_lines(cmd, env, journal, 8)
         done_before = len(Journal(journal).load())
         assert 8 <= done_before < N
         subprocess.run(cmd, env=env, check=True, capture_output=True)

@@ -1,15 +1,11 @@
 """A regenerate run killed with SIGKILL mid-way resumes where it stopped: no row lost, nothing redone."""
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
-
-import yaml
 
 from distillery.records import load_records, subject_text, write_records
-from tests.conftest import ROOT, conversation, params_file
+from tests.conftest import ROOT, conversation, kill_after_journal_lines, params_file
 
 STOCK = "I hope this helps! Let me know if you need anything else."
 
@@ -32,13 +28,8 @@ def test_killed_regenerate_resumes_from_its_journal(tmp_path):
            "--metrics", str(tmp_path / "metrics.json")]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "DISTILLERY_FAKE_DELAY": "0.3"}
 
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     journal = state / "journal" / "regenerate.jsonl"
-    deadline = time.time() + 60
-    while time.time() < deadline and (not journal.exists() or len(journal.read_text().splitlines()) < 4):
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_after_journal_lines(cmd, env, journal, 4, poll_s=0.05)
     done_before = len(journal.read_text().splitlines())
     assert 4 <= done_before < 12 and not (tmp_path / "out.jsonl").exists()
 
