@@ -112,7 +112,8 @@ class Engine:
             raise StageStop(self.stop_reason)
         self.budget.count(failures=1)
         failed = CallFailed("; ".join(errors) or f"no provider in the chain can {request.kind}")
-        self._first_failures.append(str(failed))
+        if not self.answered:
+            self._first_failures.append(str(failed))
         if not self.answered and len(self._first_failures) >= STOP_AFTER and len(set(self._first_failures)) == 1:
             self.stop_reason = (f"the first {STOP_AFTER} calls all failed the same way, none answered: {failed}. "
                                 + stop_message(self.members[0], None, "check the server, its base_url and the key"))
