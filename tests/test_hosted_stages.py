@@ -8,8 +8,6 @@ import sys
 import time
 from collections import Counter
 
-import yaml
-
 from distillery.testing.mock_api import MockAPI
 from distillery.records import load_records, read_jsonl, write_records
 from tests.conftest import FILTER, ROOT, conversation, params_file

@@ -13,8 +13,6 @@ records: nothing is dropped silently.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 from distillery.engine.budget import BudgetMeter, CallStats
 from distillery.engine.cache import CallCache, ChainCache, shared_cache_path
 from distillery.engine.dispatch import run_device, run_threads
@@ -58,10 +56,6 @@ class Engine:
     def for_stage(cls, spec, base, **kw) -> "Engine":
         """The engine a stage uses: the repository's shared call cache, base.prices."""
         return cls(spec, CallCache(shared_cache_path(base.state_dir, base.cache_path)), prices=base.prices, **kw)
-
-    @property
-    def stopped(self) -> str | None:
-        return self.budget.stopped
 
     # --- one call that missed the cache ---------------------------------------------------------
     def call(self, request, tried: int = 0) -> Completion | CallFailed:
