@@ -52,11 +52,13 @@ constraints:         ## regenerate constraints.txt (then run the tests)
 
 demo: setup          ## set up, then run the whole pipeline on the shipped demo corpus
 	dvc repro
+	@$(PY) -m distillery.pipeline.summary
 	@cat reports/evaluation.md
 	@echo "More: reports/calibration.md, reports/validation.md, make metrics, make plots"
 
-repro: setup         ## dvc repro: run what changed
+repro: setup         ## dvc repro: run what changed, then one line per stage
 	dvc repro
+	@$(PY) -m distillery.pipeline.summary
 
 plan: setup          ## what the next `dvc repro` would spend on LLM calls (calls, tokens, cost), calling nothing
 	$(PY) -m distillery.pipeline.plan
@@ -70,11 +72,11 @@ predict: setup       ## score a JSONL file with the trained student: make predic
 compare:             ## experiments side by side: changed params and the figures that decide, one screen
 	$(PY) -m distillery.pipeline.compare
 
-metrics:             ## dvc metrics show
-	dvc metrics show
+metrics:             ## the headline metrics, one line per stage (the table: dvc metrics show)
+	@$(PY) -m distillery.pipeline.summary
 
-plots:               ## dvc plots show
-	dvc plots show
+plots:               ## the plots as one offline page (dvc_plots/offline.html); compare: make plots REVS="main exp-1a2b3"
+	$(PY) -m distillery.plots $(REVS)
 
 corpus: setup        ## rewrite the shipped demo corpus (seeded: the same files each time)
 	$(PY) -m distillery.testing.demo_corpus --out data/raw

@@ -16,13 +16,14 @@ from distillery.engine.job import JobRunner, add_dry_run, print_plan, run_job
 from distillery.labeling.calibration import assess, stratified_sample, with_expect_from_labels, write_skipped
 from distillery.labeling.oracle import OracleJob, OraclePrompt
 from distillery.params import load_params, seed_everything
-from distillery.records import load_records, write_json, write_records
+from distillery.records import load_records, write_records
+from distillery.reports import write_metrics
 
 
 def main():
     quiet_libraries()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for name in ("corpus", "prompt", "sample", "labeled", "failures", "report", "metrics"):
+    for name in ("corpus", "prompt", "sample", "labeled", "failures", "report", "metrics", "details"):
         ap.add_argument(f"--{name}", required=True, type=Path)
     ap.add_argument("--params", default="params.yaml", type=Path)
     add_dry_run(ap)
@@ -33,8 +34,8 @@ def main():
     seed_everything(params.base.seed)
 
     if cfg.skip and not args.dry_run:
-        write_skipped("Oracle calibration", sample=args.sample, labeled=args.labeled, failures=args.failures,
-                      report=args.report, metrics=args.metrics)
+        write_skipped("calibrate", "Oracle calibration", sample=args.sample, labeled=args.labeled,
+                      failures=args.failures, report=args.report, metrics=args.metrics, details=args.details)
         print("calibrate: SKIPPED (calibrate.skip)")
         return
     corpus = with_expect_from_labels(load_records(args.corpus), params.filter)
@@ -53,8 +54,9 @@ def main():
     write_records(args.failures, failures)
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.write_text(report, encoding="utf-8")
-    write_json(args.metrics, {**metrics, **engine.stats.as_metrics(), "seed": cfg.seed})
-    print(f"calibrate: {metrics['verdict']} ({'; '.join(metrics['reasons']) or 'all figures within thresholds'})")
+    write_metrics("calibrate", args.metrics, args.details, {**metrics, **engine.stats.as_metrics()})
+    print(f"calibrate: {metrics['verdict']} ({'; '.join(metrics['reasons']) or 'all figures within thresholds'}); "
+          f"{engine.stats.summary()}")
 
 
 

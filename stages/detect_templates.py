@@ -14,7 +14,9 @@ from distillery.console import quiet_libraries
 from distillery.text.diversity import diversity_metrics
 from distillery.text.neardup import find_near_duplicates
 from distillery.params import load_params
-from distillery.records import load_records, read_records, render_context, subject_text, write_json, write_records
+from distillery.records import (load_records, read_records, render_context, subject_text, write_json, write_records,
+                               write_text)
+from distillery.reports import templates_report, write_metrics
 from distillery.text.template_stream import detect_streaming
 from distillery.text.templates import (build_patterns, flag_templated, near_duplicate_patterns, pattern_report,
                                   template_rate)
@@ -23,7 +25,7 @@ from distillery.text.templates import (build_patterns, flag_templated, near_dupl
 def main():
     quiet_libraries()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for name in ("corpus", "patterns", "flagged", "metrics"):
+    for name in ("corpus", "patterns", "flagged", "metrics", "details", "report"):
         ap.add_argument(f"--{name}", required=True, type=Path)
     ap.add_argument("--params", default="params.yaml", type=Path)
     args = ap.parse_args()
@@ -44,15 +46,17 @@ def main():
     matches, flagged = flag_templated(ids, texts, patterns, cfg.max_templates)
     flagged_set = set(flagged)
 
-    write_json(args.patterns, pattern_report(patterns, ids, matches, flagged_set))
+    report = pattern_report(patterns, ids, matches, flagged_set)
+    write_json(args.patterns, report)
     write_records(args.flagged, ({"id": rid, "patterns": pids} for rid, pids in zip(ids, matches)
                                  if rid in flagged_set))
-    write_json(args.metrics, {
+    write_metrics("templates", args.metrics, args.details, {
         "responses": len(texts), "patterns": len(patterns),
         "patterns_by_kind": dict(Counter(p["kind"] for p in patterns)),
         "templated": sum(bool(m) for m in matches), "template_rate": template_rate(matches),
         "flagged": len(flagged), "flagged_rate": round(len(flagged) / max(1, len(texts)), 4),
         "max_templates": cfg.max_templates, **diversity_metrics(texts, div, near)})
+    write_text(args.report, templates_report(json.loads(args.details.read_text()), report, dict(zip(ids, texts))))
     print(f"detect_templates: {len(patterns)} patterns, template rate {template_rate(matches):.1%}, "
           f"{len(flagged)} flagged")
 
@@ -68,7 +72,11 @@ def detect_streamed(args, cfg):
         patterns, metrics = detect_streaming(
             source, cfg, on_flag=lambda rid, pids: fh.write(json.dumps({"id": rid, "patterns": pids}) + "\n"))
     write_json(args.patterns, patterns)
-    write_json(args.metrics, {**metrics, "max_templates": cfg.max_templates, "streaming": True})
+    metrics = {**metrics, "max_templates": cfg.max_templates, "streaming": True}
+    write_metrics("templates", args.metrics, args.details, metrics)
+    examples = {p for pattern in patterns for p in pattern.get("example_ids", [])[:3]}
+    texts = {r["id"]: subject_text(r) for r in read_records(args.corpus) if r["id"] in examples}
+    write_text(args.report, templates_report(metrics, patterns, texts))
     print(f"detect_templates (streaming): {len(patterns)} patterns, template rate {metrics['template_rate']:.1%}, "
           f"{metrics['flagged']} flagged")
 

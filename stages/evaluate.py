@@ -2,28 +2,37 @@
 tier accuracy, and a DEPLOY / REVIEW / FAIL verdict from thresholds in params.
 
     python stages/evaluate.py --splits data/splits --model-dir models/student \
-        --report reports/evaluation.md --metrics metrics/evaluate.json --predictions plots/test_predictions.json \
-        [--gate metrics/validate.json]
+        --report reports/evaluation.md --metrics metrics/evaluate.json --details reports/details/evaluate.json \
+        --predictions plots/test_predictions.json --figure reports/figures/test_predictions.svg \
+        [--training-figure reports/figures/training.svg] [--gate reports/details/validate.json]
 """
 import argparse
 import json
+import os
 from pathlib import Path
 
 from distillery.console import quiet_libraries
 from distillery.evaluation.regression import baseline_mae, deploy_verdict, error_metrics
 from distillery.params import load_params, seed_everything
+from distillery.plots import scatter_spec, write_svg
 from distillery.records import require_records, write_json
-from distillery.reports import evaluation_report
+from distillery.reports import evaluation_report, write_metrics
 from distillery.labeling.scoring import weighted_score
 from distillery.training.regression import predict
+
+
+HELP = {"splits": "split's folder (train/val/test.jsonl)", "model_dir": "the trained student",
+        "report": "the markdown report", "metrics": "headline metrics (DVC)", "details": "every figure",
+        "predictions": "test predictions for `dvc plots`", "figure": "the student-vs-oracle scatter as SVG"}
 
 
 def main():
     quiet_libraries()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for name in ("splits", "model_dir", "report", "metrics", "predictions"):
-        ap.add_argument(f"--{name.replace('_', '-')}", dest=name, required=True, type=Path)
-    ap.add_argument("--gate", type=Path, help="validate's metrics: the report says when the oracle check failed or was skipped")
+    for name, text in HELP.items():
+        ap.add_argument(f"--{name.replace('_', '-')}", dest=name, required=True, type=Path, help=text)
+    ap.add_argument("--training-figure", type=Path, help="train's curves (SVG), embedded in the report")
+    ap.add_argument("--gate", type=Path, help="validate's details: the report says when the oracle check failed or was skipped")
     ap.add_argument("--params", default="params.yaml", type=Path)
     args = ap.parse_args()
 
@@ -41,13 +50,16 @@ def main():
     metrics.update(verdict=verdict, reasons=reasons)
 
     dims = list(filt.dimensions)
-    write_json(args.predictions, [
-        {"id": r["id"], "oracle_score": r["score"], "predicted_score": weighted_score(dict(zip(dims, p)), filt)}
-        for r, p in zip(splits["test"], preds["test"].tolist())])
+    points = [{"id": r["id"], "oracle_score": r["score"], "predicted_score": weighted_score(dict(zip(dims, p)), filt)}
+              for r, p in zip(splits["test"], preds["test"].tolist())]
+    write_json(args.predictions, points)
+    write_svg(args.figure, scatter_spec(points, "oracle_score", "predicted_score",
+                                        "Student vs oracle weighted score (test); right answers lie on y = x"))
     args.report.parent.mkdir(parents=True, exist_ok=True)
     gate = json.loads(args.gate.read_text()) if args.gate and args.gate.exists() else None
-    args.report.write_text(evaluation_report(metrics, verdict, reasons, gate), encoding="utf-8")
-    write_json(args.metrics, metrics)
+    figures = [os.path.relpath(f, args.report.parent) for f in (args.training_figure, args.figure) if f and f.exists()]
+    args.report.write_text(evaluation_report(metrics, verdict, reasons, gate, figures), encoding="utf-8")
+    write_metrics("evaluate", args.metrics, args.details, metrics)
     print(f"evaluate: {verdict}, test MAE {metrics['test']['mae']:.3f} (baseline {metrics['baseline_test_mae']:.3f})")
 
 

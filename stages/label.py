@@ -23,13 +23,14 @@ from distillery.engine.job import JobRunner, add_dry_run, check_failures, fresh,
 from distillery.engine.journal import Journal
 from distillery.labeling.oracle import OracleJob, OraclePrompt, keep_existing_labels
 from distillery.params import load_params, seed_everything
-from distillery.records import load_numbered, write_json, write_records
+from distillery.records import load_numbered, write_records
+from distillery.reports import write_metrics
 
 
 def main():
     quiet_libraries()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for name in ("corpus", "gate", "prompt", "labeled", "failures", "metrics"):
+    for name in ("corpus", "gate", "prompt", "labeled", "failures", "metrics", "details"):
         ap.add_argument(f"--{name}", required=True, type=Path)
     ap.add_argument("--fallback-corpus", type=Path, help="a dry run before --corpus exists estimates from this")
     ap.add_argument("--params", default="params.yaml", type=Path)
@@ -67,16 +68,15 @@ def main():
     ordered = [by_id[r["id"]] for r in records if r["id"] in by_id]  # corpus order, whatever the source
     write_records(args.labeled, ordered)
     write_records(args.failures, [f.to_record() for f in failures])
-    write_json(args.metrics, {
+    write_metrics("label", args.metrics, args.details, {
         "records": len(records), "labeled": len(ordered), "kept_existing_labels": len(kept),
         "newly_labeled": len(labeled), "failures": len(failures),
         "failure_reasons": dict(Counter(f.reason for f in failures)),
         "tiers": dict(sorted(Counter(r["tier"] for r in ordered).items())),
         "mean_score": round(sum(r["score"] for r in ordered) / max(1, len(ordered)), 4),
         "validation_verdict": gate["verdict"], **engine.stats.as_metrics()})
-    s = engine.stats
-    print(f"label: {len(ordered)} labeled ({len(kept)} kept, {s.journal_hits} from the journal), {len(failures)} "
-          f"failures, {s.calls} model calls, {s.cache_hits} cache hits, ${s.cost_usd:.4f}")
+    print(f"label: {len(ordered)} labeled ({len(kept)} kept from the corpus), {len(failures)} failures; "
+          f"{engine.stats.summary()}")
     check_failures("label", len(failures), len(todo), cfg.max_failure_rate, args.failures)
 
 

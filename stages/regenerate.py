@@ -17,8 +17,9 @@ from distillery.engine.engine import Engine
 from distillery.engine.job import JobRunner, add_dry_run, check_failures, fresh, print_plan, run_job
 from distillery.engine.journal import Journal
 from distillery.params import load_params, seed_everything
-from distillery.records import load_records, read_jsonl, subject_text, write_json, write_records
+from distillery.records import load_records, read_jsonl, subject_text, write_records, write_text
 from distillery.regeneration.rewrite import RegenerateJob, RegeneratePrompt, apply_rewrites
+from distillery.reports import regenerate_report, write_metrics
 from distillery.text.diversity import diversity_metrics
 from distillery.text.templates import match_patterns, template_rate
 
@@ -26,7 +27,7 @@ from distillery.text.templates import match_patterns, template_rate
 def main():
     quiet_libraries()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for name in ("corpus", "flagged", "patterns", "style", "prompt", "out", "metrics"):
+    for name in ("corpus", "flagged", "patterns", "style", "prompt", "out", "metrics", "details", "report"):
         ap.add_argument(f"--{name}", required=True, type=Path)
     ap.add_argument("--params", default="params.yaml", type=Path)
     add_dry_run(ap)
@@ -65,7 +66,7 @@ def main():
                    if "kept_original" in r.get("regenerated", {}))
     rewritten = sum("regenerated" in r and "kept_original" not in r["regenerated"] for r in out)
     rejections = Counter(x["reason"] for r in out for x in r.get("regenerated", {}).get("rejected", []))
-    write_json(args.metrics, {
+    write_metrics("regenerate", args.metrics, args.details, {
         "flagged": len(flagged), "rewritten": rewritten, "kept_original": sum(kept.values()),
         "kept_original_reasons": dict(kept), "rejections": dict(sorted(rejections.items())),
         "labels_dropped": sum(bool(r.get("regenerated", {}).get("dropped_labels")) for r in out),
@@ -74,8 +75,9 @@ def main():
         "template_rate_after": template_rate(match_patterns(after, patterns)),
         "before": diversity_metrics(before, div), "after": diversity_metrics(after, div),
         "temperature": cfg.temperature, **engine.stats.as_metrics()})
-    print(f"regenerate: {rewritten}/{len(flagged)} rewritten, {engine.stats.calls} model calls, "
-          f"{engine.stats.cache_hits} cache hits, {engine.stats.journal_hits} from the journal")
+    write_text(args.report, regenerate_report(json.loads(args.details.read_text()), out))
+    print(f"regenerate: {rewritten}/{len(flagged)} rewritten, {sum(kept.values())} kept as they were; "
+          f"{engine.stats.summary()}")
     check_failures("regenerate", len(result.failures), len(todo), cfg.max_failure_rate, args.metrics)
 
 

@@ -7,14 +7,15 @@ from pathlib import Path
 
 from distillery.console import quiet_libraries
 from distillery.params import load_params, seed_everything
-from distillery.records import require_records, write_json, write_records
+from distillery.records import require_records, write_records
+from distillery.reports import write_metrics
 from distillery.training.splitting import near_duplicate_groups, split_metrics, stratified_split
 
 
 def main():
     quiet_libraries()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for name in ("labeled", "out_dir", "metrics"):
+    for name in ("labeled", "out_dir", "metrics", "details"):
         ap.add_argument(f"--{name.replace('_', '-')}", dest=name, required=True, type=Path)
     ap.add_argument("--params", default="params.yaml", type=Path)
     args = ap.parse_args()
@@ -29,7 +30,7 @@ def main():
     for name, records in splits.items():
         write_records(args.out_dir / f"{name}.jsonl", records)
     metrics = split_metrics(splits, near_pairs)
-    write_json(args.metrics, {**metrics, "seed": cfg.seed})
+    write_metrics("split", args.metrics, args.details, metrics)
     print(f"split: {metrics['sizes']}, duplicates across splits {metrics['leakage_duplicates_across_splits']}, "
           f"near-duplicate pairs across splits {metrics['near_duplicate_pairs_across_splits']}")
 

@@ -1,23 +1,30 @@
 """train: fine-tune the student (a regression head over every filter dimension; LoRA as a switch)
-with transformers' Trainer; keep the best checkpoint by validation MAE.
+with transformers' Trainer; keep the best checkpoint by validation MAE. DVCLive logs the curves.
 
-    python stages/train.py --splits data/splits --model-dir models/student \
-        --metrics metrics/train.json --loss-curve plots/train_loss.json --val-curve plots/val_mae.json
+    python stages/train.py --splits data/splits --model-dir models/student --metrics metrics/train.json \
+        --details reports/details/train.json --live-dir dvclive --figure reports/figures/training.svg
 """
 import argparse
 from pathlib import Path
 
 from distillery.console import quiet_libraries
+from distillery.evaluation.regression import baseline_mae
 from distillery.params import load_params, seed_everything
-from distillery.records import require_records, write_json
+from distillery.plots import curves_spec, write_svg
+from distillery.records import require_records
+from distillery.reports import write_metrics
 from distillery.training.regression import curves, train_student
+
+HELP = {"splits": "split's folder (train.jsonl, val.jsonl)", "model_dir": "where the trained student is saved",
+        "metrics": "headline metrics (DVC)", "details": "every figure", "live_dir": "DVCLive's folder (curves)",
+        "figure": "the training curves as SVG, for the evaluation report"}
 
 
 def main():
     quiet_libraries()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for name in ("splits", "model_dir", "metrics", "loss_curve", "val_curve"):
-        ap.add_argument(f"--{name.replace('_', '-')}", dest=name, required=True, type=Path)
+    for name, text in HELP.items():
+        ap.add_argument(f"--{name.replace('_', '-')}", dest=name, required=True, type=Path, help=text)
     ap.add_argument("--params", default="params.yaml", type=Path)
     args = ap.parse_args()
 
@@ -29,12 +36,15 @@ def main():
     train = require_records(args.splits / "train.jsonl", stage="train", producer="split")
     val = require_records(args.splits / "val.jsonl", stage="train", producer="split",
                           hint="Too few labeled records for a validation split: label more, or raise split.val.")
-    summary, history = train_student(train, val, filt, cfg, base.student, args.model_dir, base.seed)
-    write_json(args.metrics, summary)
-    loss, val_mae = curves(history)
-    write_json(args.loss_curve, loss)
-    write_json(args.val_curve, val_mae)
-    print(f"train: best val MAE {summary['best_val_mae']:.3f} ({summary['train_size']} train records)")
+    baseline = baseline_mae(train, val, filt)
+    summary, history = train_student(train, val, filt, cfg, base.student, args.model_dir, base.seed,
+                                     args.live_dir, baseline)
+    write_metrics("train", args.metrics, args.details, summary)
+    write_svg(args.figure, curves_spec(curves(history, filt.scale_max - filt.scale_min, baseline),
+                                       "Training: train RMSE per step, val MAE per epoch (filter scale)",
+                                       "error on the filter's scale"))
+    print(f"train: best val MAE {summary['best_val_mae']:.3f} (baseline {baseline:.3f}), "
+          f"{summary['train_size']} train records")
 
 
 if __name__ == "__main__":

@@ -16,14 +16,15 @@ from distillery.engine.job import JobRunner, add_dry_run, fresh, print_plan, run
 from distillery.labeling.calibration import assess, stratified_sample, with_expect_from_labels, write_skipped
 from distillery.labeling.oracle import OracleJob, OraclePrompt
 from distillery.params import load_params, seed_everything
-from distillery.records import load_records, write_json, write_records
+from distillery.records import load_records, write_records
+from distillery.reports import write_metrics
 
 
 def main():
     quiet_libraries()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for name in ("corpus", "prompt", "calibration_sample", "calibration_metrics", "sample", "labeled",
-                 "failures", "report", "metrics"):
+                 "failures", "report", "metrics", "details"):
         ap.add_argument(f"--{name.replace('_', '-')}", dest=name, required=True, type=Path)
     ap.add_argument("--params", default="params.yaml", type=Path)
     add_dry_run(ap)
@@ -37,8 +38,8 @@ def main():
     known = fresh(args.calibration_sample) if args.dry_run else True
     exclude = {r["id"] for r in load_records(args.calibration_sample)} if known else set()
     if params.calibrate.skip and not args.dry_run:
-        write_skipped("Oracle validation (fresh sample)", sample=args.sample, labeled=args.labeled, failures=args.failures,
-                      report=args.report, metrics=args.metrics)
+        write_skipped("validate", "Oracle validation (fresh sample)", sample=args.sample, labeled=args.labeled,
+                      failures=args.failures, report=args.report, metrics=args.metrics, details=args.details)
         print("validate: SKIPPED (calibrate.skip)")
         return
     corpus = with_expect_from_labels(load_records(args.corpus), params.filter)
@@ -60,8 +61,9 @@ def main():
     write_records(args.failures, failures)
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.write_text(report, encoding="utf-8")
-    write_json(args.metrics, {**metrics, **engine.stats.as_metrics(), "seed": cfg.seed})
-    print(f"validate: {metrics['verdict']} ({'; '.join(metrics['reasons']) or 'all figures within thresholds'})")
+    write_metrics("validate", args.metrics, args.details, {**metrics, **engine.stats.as_metrics()})
+    print(f"validate: {metrics['verdict']} ({'; '.join(metrics['reasons']) or 'all figures within thresholds'}); "
+          f"{engine.stats.summary()}")
 
 
 

@@ -120,12 +120,12 @@ def test_skipping_the_check_writes_a_skipped_verdict_and_calls_nothing(tmp_path)
 
     params_file(tmp_path / "params.yaml", {"calibrate": {"skip": True}, "base": {"state_dir": str(tmp_path / "s")}})
     write_records(tmp_path / "corpus.jsonl", [conversation("a", "Sunny.")])  # no hints: a sample would fail
-    out = {n: tmp_path / n for n in ("sample.jsonl", "labeled.jsonl", "failures.jsonl", "report.md", "m.json")}
+    out = {n: tmp_path / n for n in ("sample.jsonl", "labeled.jsonl", "failures.jsonl", "report.md", "m.json", "d.json")}
     proc = subprocess.run([sys.executable, str(ROOT / "stages" / "calibrate.py"), "--params", str(tmp_path / "params.yaml"),
                            "--corpus", str(tmp_path / "corpus.jsonl"), "--prompt", str(ROOT / "prompts" / "oracle.md"),
                            "--sample", str(out["sample.jsonl"]), "--labeled", str(out["labeled.jsonl"]),
                            "--failures", str(out["failures.jsonl"]), "--report", str(out["report.md"]),
-                           "--metrics", str(out["m.json"])], capture_output=True, text=True,
+                           "--metrics", str(out["m.json"]), "--details", str(out["d.json"])], capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
     assert proc.returncode == 0, proc.stderr
     assert json.loads(out["m.json"].read_text())["verdict"] == "SKIPPED"

@@ -30,7 +30,8 @@ def label_cmd(tmp_path):
     return [sys.executable, str(ROOT / "stages" / "label.py"), "--params", str(tmp_path / "params.yaml"),
             "--corpus", str(tmp_path / "corpus.jsonl"), "--gate", str(tmp_path / "gate.json"),
             "--prompt", str(ROOT / "prompts" / "oracle.md"), "--labeled", str(tmp_path / "out" / "labeled.jsonl"),
-            "--failures", str(tmp_path / "out" / "failures.jsonl"), "--metrics", str(tmp_path / "label.json")]
+            "--failures", str(tmp_path / "out" / "failures.jsonl"), "--metrics", str(tmp_path / "headline.json"),
+            "--details", str(tmp_path / "label.json")]
 
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "ANTHROPIC_API_KEY": KEY}

@@ -22,7 +22,8 @@ def label(tmp_path):
     cmd = [sys.executable, str(ROOT / "stages" / "label.py"), "--params", str(tmp_path / "params.yaml"),
            "--corpus", str(tmp_path / "corpus.jsonl"), "--gate", str(tmp_path / "gate.json"),
            "--prompt", str(ROOT / "prompts" / "oracle.md"), "--labeled", str(tmp_path / "out" / "labeled.jsonl"),
-           "--failures", str(tmp_path / "out" / "failures.jsonl"), "--metrics", str(tmp_path / "label.json")]
+           "--failures", str(tmp_path / "out" / "failures.jsonl"), "--metrics", str(tmp_path / "headline.json"),
+           "--details", str(tmp_path / "label.json")]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     return subprocess.run(cmd, capture_output=True, text=True, env=env)
 
@@ -77,15 +78,16 @@ def test_split_train_and_evaluate_name_the_stage_that_produced_nothing(tmp_path)
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     split = subprocess.run([sys.executable, str(ROOT / "stages" / "split.py"), "--params", str(tmp_path / "params.yaml"),
                             "--labeled", str(tmp_path / "labeled.jsonl"), "--out-dir", str(tmp_path / "splits"),
-                            "--metrics", str(tmp_path / "split.json")], capture_output=True, text=True, env=env)
+                            "--metrics", str(tmp_path / "split.json"), "--details", str(tmp_path / "d.json")],
+                           capture_output=True, text=True, env=env)
     assert split.returncode != 0 and "label produced too little" in split.stderr
     (tmp_path / "splits").mkdir()
     for name in ("train", "val", "test"):
         write_records(tmp_path / "splits" / f"{name}.jsonl", [])
     train = subprocess.run([sys.executable, str(ROOT / "stages" / "train.py"), "--params", str(tmp_path / "params.yaml"),
                             "--splits", str(tmp_path / "splits"), "--model-dir", str(tmp_path / "m"),
-                            "--metrics", str(tmp_path / "t.json"), "--loss-curve", str(tmp_path / "l.json"),
-                            "--val-curve", str(tmp_path / "v.json")], capture_output=True, text=True, env=env)
+                            "--metrics", str(tmp_path / "t.json"), "--details", str(tmp_path / "d.json"),
+                            "--live-dir", str(tmp_path / "live"), "--figure", str(tmp_path / "f.svg")], capture_output=True, text=True, env=env)
     assert train.returncode != 0 and "split produced too little" in train.stderr and "Traceback" not in train.stderr
 
 

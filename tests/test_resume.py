@@ -25,7 +25,8 @@ def test_killed_regenerate_resumes_from_its_journal(tmp_path):
            "--corpus", str(tmp_path / "corpus.jsonl"), "--flagged", str(tmp_path / "flagged.jsonl"),
            "--patterns", str(tmp_path / "patterns.json"), "--style", str(tmp_path / "style.jsonl"),
            "--prompt", str(ROOT / "prompts" / "regenerate.md"), "--out", str(tmp_path / "out.jsonl"),
-           "--metrics", str(tmp_path / "metrics.json")]
+           "--metrics", str(tmp_path / "headline.json"),
+           "--details", str(tmp_path / "metrics.json"), "--report", str(tmp_path / "report.md")]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "DISTILLERY_FAKE_DELAY": "0.3"}
 
     journal = state / "journal" / "regenerate.jsonl"

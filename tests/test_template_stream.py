@@ -54,7 +54,8 @@ def test_stage_streaming_switch_writes_the_same_outputs(tmp_path):
         subprocess.run([sys.executable, str(ROOT / "stages" / "detect_templates.py"), "--params",
                         str(tmp_path / "params.yaml"), "--corpus", str(tmp_path / "corpus.jsonl"),
                         "--patterns", str(out / "patterns.json"), "--flagged", str(out / "flagged.jsonl"),
-                        "--metrics", str(out / "metrics.json")], check=True, env=env, capture_output=True)
+                        "--metrics", str(out / "headline.json"), "--details", str(out / "metrics.json"),
+                        "--report", str(out / "report.md")], check=True, env=env, capture_output=True)
         flagged[streaming] = [json.loads(line)["id"] for line in (out / "flagged.jsonl").read_text().splitlines()]
         metrics = json.loads((out / "metrics.json").read_text())
         assert metrics["template_rate"] > 0.3
@@ -83,7 +84,8 @@ def test_streaming_metrics_do_not_depend_on_pythonhashseed(tmp_path):
         subprocess.run([sys.executable, str(ROOT / "stages" / "detect_templates.py"), "--params",
                         str(tmp_path / "params.yaml"), "--corpus", str(tmp_path / "corpus.jsonl"),
                         "--patterns", str(out / "patterns.json"), "--flagged", str(out / "flagged.jsonl"),
-                        "--metrics", str(out / "metrics.json")], check=True, env=env, capture_output=True)
+                        "--metrics", str(out / "headline.json"), "--details", str(out / "metrics.json"),
+                        "--report", str(out / "report.md")], check=True, env=env, capture_output=True)
         metrics.append((out / "metrics.json").read_text())
         assert (out / "patterns.json").read_text() == (tmp_path / "1" / "patterns.json").read_text()
     assert metrics[0] == metrics[1] and json.loads(metrics[0])["distinct_2"] > 0

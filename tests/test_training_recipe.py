@@ -87,7 +87,8 @@ def run_recipe(workdir: Path) -> dict:
     cfg = recipe()
     start = time.perf_counter()
     seed_everything(SEED)  # as stages/train.py does: the regression head is drawn from the global RNG
-    summary, history = train_student(records[:8], records[8:], filt, cfg, STUDENT, workdir / "student", seed=SEED)
+    summary, history = train_student(records[:8], records[8:], filt, cfg, STUDENT, workdir / "student", seed=SEED,
+                                     live_dir=workdir / "live", baseline_val_mae=0.0)
     steps = [h for h in history if "loss" in h]
     pred = predict(PROBES, workdir / "student")
 

@@ -88,6 +88,13 @@ def write_records(path: Path | str, records: Iterable[dict]) -> int:
     return n
 
 
+def write_text(path: Path | str, text: str) -> None:
+    """Reports: the folder is made if need be."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
 def write_json(path: Path | str, obj: object) -> None:
     """Metrics and small artefacts: stable, diffable JSON."""
     path = Path(path)

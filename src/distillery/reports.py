@@ -1,7 +1,48 @@
-"""Markdown reports a person reads before deciding: calibration/validation and evaluation."""
+"""What a stage leaves for a person: its headline metrics, its details, and markdown reports to read
+before deciding (calibration/validation, templates, regeneration, evaluation)."""
 from __future__ import annotations
 
-from distillery.records import subject_text
+from pathlib import Path
+
+from distillery.records import subject_text, write_json
+
+# What `dvc metrics show`, `dvc exp show` and `make compare` see of each stage: the few figures that
+# decide (verdicts, rates, MAE, sizes, calls, cost). Every figure, these included, is in the stage's
+# details file (reports/details/<stage>.json): per-provider accounting, reasons, intervals, diversity
+# before and after, per-dimension RMSE. A dotted key reaches into a nested figure; a missing one is left out.
+HEADLINE = {
+    "calibrate": ("verdict", "n", "false_positive_rate", "false_negative_rate", "spread", "failures",
+                  "agreement_with_labels.mae", "calls", "cost_usd"),
+    "validate": ("verdict", "n", "false_positive_rate", "false_negative_rate", "spread", "failures",
+                 "agreement_with_labels.mae", "calls", "cost_usd"),
+    "templates": ("responses", "patterns", "template_rate", "flagged", "near_duplicate_rate", "distinct_2"),
+    "regenerate": ("flagged", "rewritten", "kept_original", "labels_dropped", "template_rate_before",
+                   "template_rate_after", "calls", "cost_usd"),
+    "label": ("labeled", "newly_labeled", "kept_existing_labels", "failures", "mean_score", "calls", "cost_usd"),
+    "split": ("sizes", "leakage_duplicates_across_splits", "near_duplicate_pairs_across_splits"),
+    "train": ("best_val_mae", "train_rmse", "train_size", "epochs"),
+    "evaluate": ("verdict", "test.mae", "test.rmse", "test.tier_accuracy", "test.mae_by_dimension", "val.mae",
+                 "baseline_test_mae"),
+}
+
+
+def headline(stage: str, figures: dict) -> dict:
+    out: dict = {}
+    for key in HEADLINE[stage]:
+        *parents, leaf = key.split(".")
+        node, into = figures, out
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+            into = into.setdefault(part, {})
+        if isinstance(node, dict) and leaf in node:
+            into[leaf] = node[leaf]
+    return {k: v for k, v in out.items() if v != {}}
+
+
+def write_metrics(stage: str, metrics: Path, details: Path, figures: dict) -> None:
+    """The stage's headline figures to its DVC metrics file, all of them to its details file."""
+    write_json(details, figures)
+    write_json(metrics, headline(stage, figures))
 
 ICON = {"PASS": "✅", "DEPLOY": "✅", "REVIEW": "⚠️", "FAIL": "❌"}
 
@@ -49,7 +90,8 @@ def _excerpt(text: str, n: int = 120) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
-def evaluation_report(m: dict, verdict: str, reasons: list[str], gate: dict | None = None) -> str:
+def evaluation_report(m: dict, verdict: str, reasons: list[str], gate: dict | None = None,
+                      figures: list[str] = ()) -> str:
     test, val = m["test"], m["val"]
     lines = ["# Student evaluation", "", f"**Verdict: {ICON[verdict]} {verdict}**", ""]
     if gate and gate.get("verdict") != "PASS":
@@ -67,4 +109,49 @@ def evaluation_report(m: dict, verdict: str, reasons: list[str], gate: dict | No
               "",
               "## Per dimension (test)", "", "| dimension | MAE | RMSE |", "|---|---|---|"]
     lines += [f"| {d} | {mae:.3f} | {test['rmse_by_dimension'][d]:.3f} |" for d, mae in test["mae_by_dimension"].items()]
+    if figures:
+        lines += ["", "## Figures", ""] + [f"![{Path(f).stem}]({f})" for f in figures]
+    return "\n".join(lines) + "\n"
+
+
+def templates_report(m: dict, patterns: list[dict], texts: dict[str, str], examples: int = 3) -> str:
+    """Each pattern once, with what it matched and a few of the answers that carry it."""
+    lines = ["# Templated responses", "",
+             f"{m['templated']} of {m['responses']} answers ({_pct(m['template_rate'])}) carry a pattern below; "
+             f"{m['flagged']} are flagged for regeneration (the first {m['max_templates']} answers of each "
+             "pattern are kept as they are).", "",
+             "| pattern | kind | answers | flagged | text |", "|---|---|---|---|---|"]
+    lines += [f"| {p['id']} | {p['kind']} | {p['count']} | {p.get('flagged', '-')} | {_excerpt(p.get('text', ''))} |"
+              for p in patterns]
+    for p in patterns:
+        lines += ["", f"## {p['id']} ({p['kind']}, {p['count']} answers)", "", f"> {_excerpt(p.get('text', ''), 300)}", ""]
+        if len(p.get("variants") or []) > 1:
+            lines += ["Variants: " + "; ".join(f"`{_excerpt(v, 100)}`" for v in p["variants"][:6]), ""]
+        lines += [f"- {rid}: {_excerpt(texts[rid], 300)}" for rid in p.get("example_ids", [])[:examples] if rid in texts]
+    return "\n".join(lines) + "\n"
+
+
+def regenerate_report(m: dict, records: list[dict], pairs: int = 8) -> str:
+    """What regenerate did, with before/after pairs and the answers it kept (and why) to read."""
+    done = [r for r in records if "regenerated" in r]
+    rewritten = [r for r in done if "kept_original" not in r["regenerated"]]
+    kept = [r for r in done if "kept_original" in r["regenerated"]]
+    lines = ["# Regenerated answers", "",
+             f"{m['rewritten']} of {m['flagged']} flagged answers rewritten; {m['kept_original']} kept as they were. "
+             f"Template rate {_pct(m['template_rate_before'])} → {_pct(m['template_rate_after'])}."
+             + (f" {m['labels_dropped']} rewritten records lost the labels they arrived with (label scores the new "
+                "text)." if m["labels_dropped"] else ""), ""]
+    if m["kept_original_reasons"] or m["rejections"]:
+        lines += ["| reason | kept the original | rejected attempts |", "|---|---|---|"]
+        lines += [f"| {reason} | {m['kept_original_reasons'].get(reason, 0)} | {m['rejections'].get(reason, 0)} |"
+                  for reason in sorted(set(m["kept_original_reasons"]) | set(m["rejections"]))]
+        lines.append("")
+    lines += ["## Before and after", ""]
+    for r in rewritten[:pairs]:
+        lines += [f"**{r['id']}** (patterns: {', '.join(r['regenerated'].get('patterns') or []) or '-'})", "",
+                  f"- before: {_excerpt(r['regenerated']['from'], 400)}", f"- after: {_excerpt(subject_text(r), 400)}", ""]
+    if kept:
+        lines += ["## Kept as they were", ""]
+        lines += [f"- {r['id']}: {r['regenerated']['kept_original']['reason']}: "
+                  f"{_excerpt(r['regenerated']['kept_original'].get('detail') or '', 200)}" for r in kept[:pairs]]
     return "\n".join(lines) + "\n"

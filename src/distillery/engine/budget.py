@@ -38,6 +38,18 @@ class CallStats:
                 "by_provider": self.by_provider, "unpriced_models": sorted(self.unpriced),
                 "notices": sorted(self.notices)}
 
+    def progress(self) -> str:
+        """The progress bar's tail: calls and cache hits, then what else the engine did, once it happens."""
+        events = [(self.retries, f"{self.retries} retried"), (self.fallbacks, f"{self.fallbacks} fallbacks"),
+                  (self.rate_limit_wait_s >= 1, f"waited {self.rate_limit_wait_s:.0f}s for rate limits"),
+                  (self.failures, f"{self.failures} failed"), (self.cost_usd, f"${self.cost_usd:.4f}")]
+        return ", ".join([f"{self.calls} calls", f"{self.cache_hits} cached"] + [text for on, text in events if on])
+
+    def summary(self) -> str:
+        """The stage's last line: where every result came from, and what it cost."""
+        return (f"{self.calls} model calls, {self.cache_hits} cache hits, {self.journal_hits} from the journal, "
+                f"{self.retries} retries, {self.fallbacks} fallbacks, ${self.cost_usd:.4f}")
+
 
 class BudgetMeter:
     def __init__(self, prices: dict, budget_usd: float | None, stats: CallStats):

@@ -209,6 +209,7 @@ class JobRunner:
                 self._flush()
         else:
             result.failures.append(outcome)
+        bar.set_postfix_str(self.engine.stats.progress(), refresh=False)
         bar.update(1)
 
 

@@ -176,10 +176,11 @@ def assess(title: str, sample: list[dict], labeled: list[dict], failures: list[d
     return m, calibration_report(title, m, status, reasons, wrong[:15])
 
 
-def write_skipped(title: str, *, sample, labeled, failures, report, metrics) -> None:
+def write_skipped(stage: str, title: str, *, sample, labeled, failures, report, metrics, details) -> None:
     """The outputs of a check the user switched off (calibrate.skip): said, not hidden. Empty samples,
     a SKIPPED verdict in the metrics, and a report that says the oracle's labels go unchecked."""
-    from distillery.records import write_json, write_records
+    from distillery.records import write_records
+    from distillery.reports import write_metrics
 
     reason = "calibrate.skip is true: the oracle was not checked before labeling"
     for path in (sample, labeled, failures):
@@ -187,4 +188,4 @@ def write_skipped(title: str, *, sample, labeled, failures, report, metrics) -> 
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(f"# {title}\n\n**Verdict: SKIPPED**\n\n- {reason}. Its labels are used unchecked.\n",
                       encoding="utf-8")
-    write_json(metrics, {"verdict": "SKIPPED", "reasons": [reason], "n": 0, "labeled": 0, "failures": 0})
+    write_metrics(stage, metrics, details, {"verdict": "SKIPPED", "reasons": [reason], "n": 0, "labeled": 0, "failures": 0})

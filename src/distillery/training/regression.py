@@ -4,10 +4,15 @@ transformers' AutoModelForSequenceClassification with problem_type="regression" 
 the MSE loss; Trainer runs the loop, evaluates on val each epoch and keeps the best checkpoint by
 validation MAE. With `lora.enabled`, peft wraps the encoder and the adapter is merged before saving,
 so evaluate loads a plain model either way. Targets are scaled to 0-1 for training, back for metrics.
+
+While it trains, a progress bar shows steps, ETA and the train RMSE on the filter's scale (the loss is MSE
+on 0-1 targets, a figure nobody reads), and DVCLive logs the curves DVC's views pick up: train RMSE per
+logging step, val MAE per epoch beside the baseline's (predict the training mean).
 """
 from __future__ import annotations
 
 import json
+import math
 import tempfile
 from pathlib import Path
 
@@ -55,10 +60,45 @@ def build_model(student: str, n_dims: int, cfg: TrainParams):
     return tokenizer, model
 
 
+def _progress(live, span: float, baseline_val_mae: float):
+    """A Trainer callback: the progress bar and the DVCLive curves, both on the filter's scale."""
+    from tqdm import tqdm
+    from transformers import TrainerCallback
+
+    class Progress(TrainerCallback):
+        bar = None
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.bar = tqdm(total=state.max_steps, desc="train", unit="step", mininterval=1, disable=None)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.bar.update(1)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            live.step = state.global_step
+            if "loss" in logs:
+                rmse = math.sqrt(logs["loss"]) * span
+                live.log_metric("train/rmse", round(rmse, 4))
+                self.bar.set_postfix_str(f"train RMSE {rmse:.3f}")
+            if "eval_mae" in logs:
+                live.log_metric("val/mae", round(logs["eval_mae"], 4))
+                live.log_metric("val/baseline_mae", round(baseline_val_mae, 4))
+                self.bar.write(f"train: epoch {state.epoch:.0f}: val MAE {logs['eval_mae']:.3f} "
+                               f"(baseline {baseline_val_mae:.3f})")
+            live.make_summary()
+
+        def on_train_end(self, args, state, control, **kwargs):
+            self.bar.close()
+
+    return Progress()
+
+
 def train_student(train: list[dict], val: list[dict], filt: FilterParams, cfg: TrainParams, student: str,
-                  out_dir: Path, seed: int) -> tuple[dict, list[dict]]:
-    """Train, save the best model (by val MAE) to out_dir; return (summary metrics, log history)."""
-    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
+                  out_dir: Path, seed: int, live_dir: Path, baseline_val_mae: float) -> tuple[dict, list[dict]]:
+    """Train, save the best model (by val MAE) to out_dir, log curves to live_dir (DVCLive); return
+    (summary metrics, log history)."""
+    from dvclive import Live
+    from transformers import DataCollatorWithPadding, PrinterCallback, Trainer, TrainingArguments, set_seed
 
     set_seed(seed)  # the new regression head is drawn here: `seed`, not whatever ran before, decides it
     tokenizer, model = build_model(student, len(filt.dimensions), cfg)
@@ -77,10 +117,16 @@ def train_student(train: list[dict], val: list[dict], filt: FilterParams, cfg: T
             save_total_limit=1, logging_strategy="steps", logging_steps=max(1, len(train) // cfg.batch_size // 4),
             report_to=[], seed=seed, data_seed=seed, disable_tqdm=True, save_only_model=True,
             dataloader_pin_memory=_cuda())  # pinning is for GPU copies; on a CPU it only warns
+        live = Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=False)
         trainer = Trainer(model=model, args=args, train_dataset=_Dataset(train, tokenizer, filt, cfg.max_length),
                           eval_dataset=_Dataset(val, tokenizer, filt, cfg.max_length),
-                          data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=compute_metrics)
+                          data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=compute_metrics,
+                          callbacks=[progress := _progress(live, span, baseline_val_mae)])
+        trainer.remove_callback(PrinterCallback)  # raw log dicts; the progress bar says it on the right scale
         result = trainer.train()
+        live.end()
+        history = list(trainer.state.log_history)
+        trainer.remove_callback(progress)  # the best checkpoint's evaluation below is not a new epoch
         best = trainer.evaluate()
         model = trainer.model
         if cfg.lora.enabled:
@@ -91,11 +137,12 @@ def train_student(train: list[dict], val: list[dict], filt: FilterParams, cfg: T
         model.config.label2id = {d: i for i, d in enumerate(filt.dimensions)}
         model.save_pretrained(out_dir)
         tokenizer.save_pretrained(out_dir)
-        history = trainer.state.log_history
     (out_dir / META_FILE).write_text(json.dumps({
         "dimensions": list(filt.dimensions), "scale": [filt.scale_min, filt.scale_max],
         "student": student, "max_length": cfg.max_length, "lora": cfg.lora.enabled}, indent=2))
     summary = {"train_loss": round(result.training_loss, 5), "best_val_mae": round(best["eval_mae"], 4),
+               "train_rmse": round(math.sqrt(result.training_loss) * span, 4),
+               "baseline_val_mae": round(baseline_val_mae, 4),
                "best_val_rmse": round(best["eval_rmse"], 4), "epochs": cfg.epochs,
                "train_size": len(train), "val_size": len(val), "lora": cfg.lora.enabled,
                "trainable_params": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)}
@@ -108,13 +155,15 @@ def _cuda() -> bool:
     return torch.cuda.is_available()
 
 
-def curves(history: list[dict]) -> tuple[list[dict], list[dict]]:
-    """The training curves for `dvc plots`: train loss per logged step, validation MAE per epoch."""
-    loss = [{"step": h["step"], "epoch": round(h["epoch"], 3), "train_loss": round(h["loss"], 5)}
+def curves(history: list[dict], span: float, baseline_val_mae: float) -> list[dict]:
+    """The curves of a finished run, for the report's figure: (step, series, value) rows on the filter's scale."""
+    rows = [{"step": h["step"], "series": "train RMSE", "value": round(math.sqrt(h["loss"]) * span, 4)}
             for h in history if "loss" in h]
-    val = [{"step": h["step"], "epoch": round(h["epoch"], 3), "val_mae": round(h["eval_mae"], 4)}
-           for h in history if "eval_mae" in h]
-    return loss, val
+    for h in history:
+        if "eval_mae" in h:
+            rows += [{"step": h["step"], "series": "val MAE", "value": round(h["eval_mae"], 4)},
+                     {"step": h["step"], "series": "val MAE of the baseline", "value": round(baseline_val_mae, 4)}]
+    return rows
 
 
 def load_student(model_dir: Path):

@@ -1,0 +1,1 @@
+"""Generation: planning which synthetic conversations to ask for, with systematic coverage of a parameter space."""
