@@ -39,7 +39,10 @@ def main():
         print("calibrate: SKIPPED (calibrate.skip)")
         return
     corpus = with_expect_from_labels(load_records(args.corpus), params.filter)
-    sample = [] if cfg.skip else stratified_sample(corpus, cfg, section="calibrate")
+    try:
+        sample = [] if cfg.skip else stratified_sample(corpus, cfg, section="calibrate")
+    except ValueError as exc:  # too few records of a kind for the sample asked for: a setting, not a bug
+        raise SystemExit(f"calibrate: {exc}") from None
     engine = Engine.for_stage(params.base.oracle, params.base)
     runner = JobRunner(OracleJob(OraclePrompt(args.prompt), params.filter, engine, name="calibrate"), engine)
     if args.dry_run:

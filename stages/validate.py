@@ -43,7 +43,10 @@ def main():
         print("validate: SKIPPED (calibrate.skip)")
         return
     corpus = with_expect_from_labels(load_records(args.corpus), params.filter)
-    sample = [] if params.calibrate.skip else stratified_sample(corpus, cfg, exclude=exclude, section="validate")
+    try:
+        sample = [] if params.calibrate.skip else stratified_sample(corpus, cfg, exclude=exclude, section="validate")
+    except ValueError as exc:  # too few records of a kind for the sample asked for: a setting, not a bug
+        raise SystemExit(f"validate: {exc}") from None
     engine = Engine.for_stage(params.base.oracle, params.base)
     runner = JobRunner(OracleJob(OraclePrompt(args.prompt), params.filter, engine, name="validate"), engine)
     if args.dry_run:

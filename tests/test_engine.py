@@ -217,3 +217,24 @@ def test_router_waits_while_every_member_is_at_its_concurrency():
     router.release(held, True)
     t.join(2)
     assert got and got[0][0] is held
+
+
+def test_a_server_that_dies_mid_run_stops_the_stage_instead_of_failing_every_record(make_engine):
+    """Answers first, then every call is refused: after STOP_AFTER_ANSWERED identical failures in a
+    row the engine stops the stage (StageStop), naming the provider and what to check, rather than
+    retrying its way through every remaining record."""
+    from distillery.engine.engine import STOP_AFTER_ANSWERED
+    from distillery.providers.base import StageStop
+
+    refused = ProviderError("fake: APIConnectionError: Connection error (ConnectError: Connection refused)",
+                            connection=True)
+    engine = make_engine(responses=["fine"] * 3 + [refused] * 100, max_retries=0)
+    provider = engine.provider
+    provider.batches_on_device = False  # one call at a time, as a hosted provider's are
+    requests = [CompleteRequest([{"role": "user", "content": f"q{i}"}], 0.0, 8) for i in range(100)]
+    settled = []
+    with pytest.raises(StageStop, match="in a row failed the same way after earlier ones were answered") as stop:
+        for i, reply in engine.run(requests):
+            settled.append(reply)
+    assert "Connection refused" in str(stop.value) and "server running" in str(stop.value)
+    assert sum(isinstance(r, CallFailed) for r in settled) == STOP_AFTER_ANSWERED - 1 and len(provider.calls) < 40  # of 100

@@ -128,6 +128,8 @@ def test_a_dead_server_stops_the_stage_after_a_few_calls_that_all_failed_alike(t
     # The server is gone now: every connection is refused.
     out = subprocess.run(label_cmd(tmp_path), env=ENV, capture_output=True, text=True)
     assert out.returncode == 2 and "the first 5 calls all failed the same way" in out.stderr
+    # The reason under the SDK's "Connection error.", the URL, and what to check (not the key: nothing answered).
+    assert "Connection refused" in out.stderr and "http://127.0.0.1:" in out.stderr and "server running" in out.stderr
 
 
 def test_failures_over_the_threshold_exit_4_and_the_next_run_retries_only_them(tmp_path):

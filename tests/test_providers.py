@@ -194,3 +194,14 @@ def test_json_mode_can_be_chosen_in_params(filt, tmp_path):
         engine = engine_for("openai_compat", api.url, tmp_path, json_mode="json_object")
         label_all([conversation("a", "Sunny.")], engine, PROMPT, filt)
         assert [json.loads(b)["response_format"]["type"] for b in api.bodies] == ["json_object"]
+
+
+def test_calls_in_flight_when_the_json_mode_switches_are_sent_again_not_failed(filt, tmp_path):
+    """Several calls go out with json_schema at once; each comes back rejected. The first switches the
+    mode (one notice); the others resend as json_object instead of failing or costing a retry."""
+    records = [conversation(str(i), f"Answer {i}.") for i in range(12)]
+    with MockAPI(json_object_only=True, latency_s=0.2) as api:
+        engine = engine_for("openai_compat", api.url, tmp_path, concurrency=4)
+        labeled, failures = label_all(records, engine, PROMPT, filt)
+    assert len(labeled) == 12 and not failures and engine.stats.retries == 0
+    assert sum("switched to json_object" in n for n in engine.stats.as_metrics()["notices"]) == 1

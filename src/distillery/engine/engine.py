@@ -23,16 +23,20 @@ from distillery.engine.router import Member, Router
 from distillery.providers import Completion, ProviderError, provider_for  # noqa: F401 - Completion: the results
 from distillery.providers.base import STOP_STATUS, StageStop
 
-STOP_AFTER = 5  # the first calls of a run, all failed with one error and none answered: stop the stage
+# Calls in a row that failed with one and the same error: the stage stops rather than grind through every
+# record. Few while nothing has answered yet (a wrong URL, a server not started); more once calls have
+# succeeded (a server that died mid-run), since a short outage is retried past.
+STOP_AFTER = 5
+STOP_AFTER_ANSWERED = 20
 
 
-def stop_message(member, exc, what: str) -> str:
+def stop_message(member, exc, what: str, key: bool = True) -> str:
     """Which provider, where, what it said, and what to check: the key's variable by name."""
     where = member.spec.base_url or "its default endpoint"
-    var = getattr(member.provider, "key_var", "")
-    head = f"{member.label} at {where} answered {exc}. " if exc is not None else ""
-    key = f" (the key comes from {var}, in the environment or .env)" if var else ""
-    return f"{head}{what[0].upper()}{what[1:]}{key}."
+    var = getattr(member.provider, "key_var", "") if key else ""
+    head = f"{member.label} at {where} answered {exc}. " if exc is not None else f"{member.label} at {where}: "
+    hint = f" (the key comes from {var}, in the environment or .env)" if var else ""
+    return f"{head}{what[0].upper()}{what[1:]}{hint}."
 
 
 class Engine:
@@ -49,7 +53,7 @@ class Engine:
         self.stats = CallStats()
         self.budget = BudgetMeter(prices or {}, budget_usd, self.stats)
         self.budget.check_priced(self.members)
-        self.answered, self._first_failures = False, []  # for stopping a stage whose calls all fail alike
+        self.answered, self._in_row = False, []  # for stopping a stage whose calls all fail alike
         self.stop_reason: str | None = None
 
     @classmethod
@@ -64,7 +68,7 @@ class Engine:
         if self.stop_reason:  # another call found that every call will fail: send nothing more
             raise StageStop(self.stop_reason)
         est_in, est_out = prompt_chars(request.messages) // 4, request.output_tokens_max()
-        errors, used, fatal = [], set(), []
+        errors, used, fatal, unreachable = [], set(), [], []
         while (picked := self.router.acquire(request, used, est_in + est_out)) is not None:
             member, start = picked
             used.add(member)
@@ -93,8 +97,9 @@ class Engine:
                 if exc.status in STOP_STATUS:  # a bad key or model: that member is out for the run
                     member.failures_in_row = float("inf")
                     fatal.append(stop_message(member, exc, STOP_STATUS[exc.status]))
+                unreachable.append(exc.connection)
                 continue
-            self.answered = True
+            self.answered, self._in_row = True, []
             self.budget.settle(member, completion, reserved, waited[0])
             self.router.release(member, True)
             self.cache.put(member, request, completion)
@@ -106,11 +111,14 @@ class Engine:
             raise StageStop(self.stop_reason)
         self.budget.count(failures=1)
         failed = CallFailed("; ".join(errors) or f"no provider in the chain can {request.kind}")
-        if not self.answered:
-            self._first_failures.append(str(failed))
-        if not self.answered and len(self._first_failures) >= STOP_AFTER and len(set(self._first_failures)) == 1:
-            self.stop_reason = (f"the first {STOP_AFTER} calls all failed the same way, none answered: {failed}. "
-                                + stop_message(self.members[0], None, "check the server, its base_url and the key"))
+        self._in_row.append(str(failed))
+        limit = STOP_AFTER_ANSWERED if self.answered else STOP_AFTER
+        if len(self._in_row) >= limit and len(set(self._in_row[-limit:])) == 1:
+            what = (f"{limit} calls in a row failed the same way after earlier ones were answered" if self.answered
+                    else f"the first {limit} calls all failed the same way, none answered")
+            down = bool(unreachable) and all(unreachable)
+            check = "is the server running, and reachable at that URL" if down else "check the server, its base_url and the key"
+            self.stop_reason = f"{what}: {failed}. " + stop_message(self.members[0], None, check, key=not down)
             raise StageStop(self.stop_reason)
         return failed
 

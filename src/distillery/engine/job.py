@@ -260,6 +260,7 @@ def check_failures(stage: str, failed: int, total: int, max_rate: float, where) 
     line = f"{stage}: {failed} of {total} records failed ({share:.0%}; reasons in {where})"
     if share > max_rate:
         print(f"{line}: more than {stage}.max_failure_rate ({max_rate:.0%}). The outputs and journal are "
-              "kept; fix the cause and run `dvc repro` again: only the failed records are sent.", file=sys.stderr)
+              f"kept; fix the cause, then `dvc repro` (or `dvc repro -f -s {stage}` if nothing it reads has "
+              "changed since its last good run) sends only the failed records again.", file=sys.stderr)
         raise SystemExit(4)
     print(f"{line}. `dvc repro -f -s {stage}` tries them again (the journal keeps the rest).")

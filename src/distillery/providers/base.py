@@ -20,11 +20,12 @@ class ProviderError(RuntimeError):
     or a bad request. `retry_after`: seconds the server asked for (Retry-After), when it did."""
 
     def __init__(self, message: str, *, retryable: bool = True, retry_after: float | None = None,
-                 status: int | None = None):
+                 status: int | None = None, connection: bool = False):
         super().__init__(message)
         self.retryable = retryable
         self.retry_after = retry_after
         self.status = status
+        self.connection = connection  # no HTTP answer at all: refused, reset, timed out
 
 
 class SetupError(RuntimeError):
@@ -182,6 +183,11 @@ def classify(exc: Exception, provider: str) -> ProviderError:
             retry_after = None  # an HTTP date: fall back to backoff
     kind = type(exc).__name__
     text = " ".join(str(exc).split())[:2000] or kind  # the whole message: its reason is often past line one
+    root = exc
+    while root.__cause__ is not None or root.__context__ is not None:  # "Connection error." hides the reason
+        root = root.__cause__ or root.__context__
+    if root is not exc and str(root) and str(root) not in text:
+        text = f"{text.rstrip('.')} ({type(root).__name__}: {' '.join(str(root).split())[:500]})"
     if isinstance(status, int) and status >= 400:
         retryable = status in RETRYABLE_STATUS or status >= 500
         hint = {401: " (check the API key)", 403: " (check the key's permissions)",
@@ -192,7 +198,7 @@ def classify(exc: Exception, provider: str) -> ProviderError:
     # not JSON). All are transient from here, so all are retried.
     if isinstance(exc, (ValueError, AttributeError, KeyError, TypeError)) or isinstance(status, int):
         return ProviderError(f"{provider}: unreadable reply body ({kind}: {text})", retryable=True)
-    return ProviderError(f"{provider}: {kind}: {text}", retryable=True)
+    return ProviderError(f"{provider}: {kind}: {text}", retryable=True, connection=True)
 
 
 # name -> "module:Class"; modules are imported only when the provider is asked for.

@@ -8,6 +8,8 @@ Together all enforce; the engine still validates what comes back.
 """
 from __future__ import annotations
 
+import threading
+
 from distillery.providers.base import Completion, HostedProvider, ProviderError, SetupError, classify
 
 
@@ -28,7 +30,8 @@ class OpenAICompatProvider(HostedProvider):
             raise SetupError(f"json_mode: expected one of {', '.join(JSON_MODES)}, got {json_mode!r}")
         super().__init__(model, base_url, timeout_s)
         self.json_mode = "json_schema" if json_mode == "auto" else json_mode
-        self.fallback_ok = json_mode == "auto"  # auto: one rejection of json_schema switches to json_object
+        self.auto = json_mode == "auto"  # auto: one rejection of json_schema switches to json_object
+        self._switching = threading.Lock()
         self.notes: list[str] = []
 
     def connect(self, sdk, key, timeout_s):
@@ -38,31 +41,36 @@ class OpenAICompatProvider(HostedProvider):
     def complete(self, messages, *, temperature=None, max_tokens=None, seed=None, schema=None) -> Completion:
         kwargs = {k: v for k, v in {"temperature": temperature, "max_tokens": max_tokens, "seed": seed}.items()
                   if v is not None}  # temperature 0 is sent
+        mode = self.json_mode
         try:
-            reply = self._create(messages, kwargs, schema)
+            reply = self._create(messages, kwargs, schema, mode)
         except ProviderError as err:
-            if not (schema is not None and self.fallback_ok and rejects_json_schema(err)):
+            if not (schema is not None and self.auto and mode == "json_schema" and rejects_json_schema(err)):
                 raise
             # The server does not take the JSON-schema response format (llama.cpp, older servers): use the
-            # JSON-object form with the schema beside it, for this call and the rest of the run.
-            self.json_mode, self.fallback_ok = "json_object", False
-            self.notes.append(f"{self.name} at {self.base_url} rejected response_format json_schema "
-                              f"({err.status}); switched to json_object")
-            reply = self._create(messages, kwargs, schema)
+            # JSON-object form with the schema beside it, for this call and the rest of the run. Calls sent
+            # before the switch come back rejected too: each is sent again, the note is written once.
+            with self._switching:
+                if self.json_mode == "json_schema":
+                    self.json_mode = "json_object"
+                    self.notes.append(f"{self.name} at {self.base_url} rejected response_format json_schema "
+                                      f"({err.status}); switched to json_object")
+            reply = self._create(messages, kwargs, schema, "json_object")
         text = reply.choices[0].message.content or ""
         usage = reply.usage
         return Completion(text, getattr(usage, "prompt_tokens", 0) or 0, getattr(usage, "completion_tokens", 0) or 0,
                           self.name, self.model, meta={"finish_reason": reply.choices[0].finish_reason})
 
-    def _create(self, messages, kwargs, schema):
-        extra = {} if schema is None or self.json_mode == "none" else {"response_format": self.response_format(schema)}
+    def _create(self, messages, kwargs, schema, mode: str):
+        extra = {} if schema is None or mode == "none" else {"response_format": self.response_format(schema, mode)}
         try:
             return self.client.chat.completions.create(model=self.model, messages=messages, **kwargs, **extra)
         except Exception as exc:  # noqa: BLE001 - every SDK error becomes a ProviderError
             raise classify(exc, self.name) from exc
 
-    def response_format(self, schema: dict) -> dict:
-        if self.json_mode == "json_object":  # llama.cpp (and vLLM, LM Studio) read the schema beside the type
+    @staticmethod
+    def response_format(schema: dict, mode: str) -> dict:
+        if mode == "json_object":  # llama.cpp (and vLLM, LM Studio) read the schema beside the type
             return {"type": "json_object", "schema": schema}
         return {"type": "json_schema", "json_schema": {"name": "reply", "schema": schema, "strict": True}}
 
