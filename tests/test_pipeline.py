@@ -68,16 +68,22 @@ def metrics(root, stage):
     return json.loads((root / "metrics" / f"{stage}.json").read_text())
 
 
+def details(root, stage):
+    """Every figure of a stage (its metrics file has the headline ones)."""
+    return json.loads((root / "reports" / "details" / f"{stage}.json").read_text())
+
+
 def test_repro_runs_all_eight_stages_and_writes_metrics_and_reports(project):
     root, output = project
     assert ran(output) == STAGES
     for name in ("calibrate", "validate", "templates", "regenerate", "label", "split", "train", "evaluate"):
         assert (root / "metrics" / f"{name}.json").exists(), name
-    for report in ("calibration", "validation", "evaluation"):
+    for report in ("calibration", "validation", "templates", "regenerate", "evaluation"):
         assert (root / "reports" / f"{report}.md").read_text().startswith("# ")
+    assert "- before: " in (root / "reports/regenerate.md").read_text()  # before/after pairs to read
     assert metrics(root, "label")["labeled"] + metrics(root, "label")["failures"] == 120
     # The verdict is the one the thresholds in params give for the figures written beside it.
-    ev = metrics(root, "evaluate")
+    ev = details(root, "evaluate")
     thresholds = load_params(root / "params.yaml").evaluate.thresholds
     assert (ev["verdict"], ev["reasons"]) == deploy_verdict(ev["test"], ev["val"], thresholds, ev["baseline_test_mae"])
     # No answer text sits in two splits: checked here on the files, not by the metric the split computes.
@@ -96,7 +102,7 @@ def test_second_repro_is_a_no_op(project):
 def test_forced_relabel_makes_no_model_calls(project):
     root, _ = project
     run(["dvc", "repro", "-f", "label"], root)
-    m = metrics(root, "label")
+    m = details(root, "label")
     assert m["calls"] == 0 and m["cache_hits"] + m["journal_hits"] == m["newly_labeled"] > 0
 
 
@@ -160,14 +166,15 @@ def test_a_forced_rerun_from_scratch_writes_byte_identical_outputs(project):
     root, _ = project
     run(["dvc", "repro"], root)  # whatever the tests above changed, settle it first
     before = (root / "dvc.lock").read_text()
-    figures = {p.name: without_accounting(json.loads(p.read_text())) for p in (root / "metrics").glob("*.json")}
+    figures = {p.name: without_accounting(json.loads(p.read_text())) for p in (root / "reports/details").glob("*.json")}
     shutil.rmtree(root / ".distillery", ignore_errors=True)
     run(["dvc", "repro", "-f"], root)
+    # Metrics and details are compared below, accounting aside; DVCLive's curves carry wall-clock timestamps.
     outs = lambda text: {s: [(o["path"], o.get("md5")) for o in v.get("outs", [])  # noqa: E731
-                             if not o["path"].startswith("metrics/")]  # compared below, accounting aside
+                             if not o["path"].startswith(("metrics/", "reports/details/", "dvclive"))]
                          for s, v in yaml.safe_load(text)["stages"].items()}
     assert outs((root / "dvc.lock").read_text()) == outs(before)
-    assert {p.name: without_accounting(json.loads(p.read_text())) for p in (root / "metrics").glob("*.json")} == figures
+    assert {p.name: without_accounting(json.loads(p.read_text())) for p in (root / "reports/details").glob("*.json")} == figures
 
 
 ACCOUNTING = {"calls", "cache_hits", "journal_hits", "retries", "call_failures", "fallbacks", "input_tokens",
@@ -236,7 +243,8 @@ def test_queued_experiments_share_the_call_cache_and_plots_diff_compares_them(pr
     for plot in ("train_rmse", "val_mae", "plots/test_predictions.json"):
         revs = {row["rev"] for spec in diff[plot] for row in spec["content"]["data"]["values"]}
         assert revs == {"q101", "q202"}, (plot, revs)
-    out = run(["dvc", "exp", "run", "--temp", "-S", "calibrate.seed=101", "-n", "again"], root)
+    # -f: DVC's run cache would restore calibrate's outputs without running it; the call cache is the point here.
+    out = run(["dvc", "exp", "run", "--temp", "-f", "calibrate", "-S", "calibrate.seed=101", "-n", "again"], root)
     assert "Running stage 'calibrate'" in out.stdout
     again = next(d for d in _dicts(json.loads(run(["dvc", "exp", "show", "--json"], root).stdout))
                  if d.get("name") == "again")
