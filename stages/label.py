@@ -19,7 +19,7 @@ from pathlib import Path
 
 from distillery.console import quiet_libraries
 from distillery.engine.engine import Engine
-from distillery.engine.job import JobRunner, add_dry_run, check_failures, fresh, print_plan, run_job
+from distillery.engine.job import JobRunner, add_dry_run, check_failures, fresh, planned_corpus, print_plan, run_job
 from distillery.engine.journal import Journal
 from distillery.labeling.oracle import OracleJob, OraclePrompt, keep_existing_labels
 from distillery.params import load_params, seed_everything
@@ -32,7 +32,6 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for name in ("corpus", "gate", "prompt", "labeled", "failures", "metrics", "details"):
         ap.add_argument(f"--{name}", required=True, type=Path)
-    ap.add_argument("--fallback-corpus", type=Path, help="a dry run before --corpus exists estimates from this")
     ap.add_argument("--params", default="params.yaml", type=Path)
     add_dry_run(ap)
     args = ap.parse_args()
@@ -51,7 +50,7 @@ def main():
     elif gate["verdict"] != "PASS" and not args.dry_run:
         print(f"label: WARNING: validation verdict is {gate['verdict']}; labeling anyway")
 
-    corpus = args.corpus if known(args.corpus) or not args.fallback_corpus else args.fallback_corpus
+    corpus, fallback = planned_corpus(args)
     numbered = load_numbered(corpus)
     records = [r for _, r in numbered]
     kept, todo = keep_existing_labels(numbered, filt, corpus, relabel=cfg.relabel)
@@ -59,7 +58,7 @@ def main():
     job = OracleJob(OraclePrompt(args.prompt), filt, engine, parse_retries=cfg.parse_retries)
     runner = JobRunner(job, engine, Journal(Path(base.state_dir) / "journal" / "label.jsonl"))
     if args.dry_run:
-        print_plan("label", runner.plan(todo), corpus=str(corpus), estimated_from_fallback=corpus != args.corpus,
+        print_plan("label", runner.plan(todo), corpus=str(corpus), estimated_from_fallback=fallback,
                    kept_existing_labels=len(kept), validation_verdict=gate["verdict"], budget_usd=cfg.budget_usd)
         return
     labeled, failures = run_job(runner, todo, "label.budget_usd").in_order(todo)

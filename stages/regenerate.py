@@ -14,7 +14,7 @@ from pathlib import Path
 
 from distillery.console import quiet_libraries
 from distillery.engine.engine import Engine
-from distillery.engine.job import JobRunner, add_dry_run, check_failures, fresh, print_plan, run_job
+from distillery.engine.job import JobRunner, add_dry_run, check_failures, fresh, planned_corpus, print_plan, run_job
 from distillery.engine.journal import Journal
 from distillery.params import load_params, seed_everything
 from distillery.records import load_records, read_jsonl, subject_text, write_records, write_text
@@ -37,7 +37,8 @@ def main():
     base, cfg, div = params.base, params.regenerate, params.diversity
     seed_everything(base.seed)
 
-    records = load_records(args.corpus)
+    path, fallback = planned_corpus(args)
+    records = load_records(path)
     flagged_known = fresh(args.flagged) if args.dry_run else True
     if not flagged_known:  # detect_templates has not run (or will run again): at most every record
         flagged = {r["id"]: [] for r in records}
@@ -54,7 +55,8 @@ def main():
     runner = JobRunner(job, engine, Journal(Path(base.state_dir) / "journal" / "regenerate.jsonl"))
     todo = [r for r in records if r["id"] in flagged]
     if args.dry_run:
-        print_plan("regenerate", runner.plan(todo), flagged_known=flagged_known, budget_usd=cfg.budget_usd)
+        print_plan("regenerate", runner.plan(todo), flagged_known=flagged_known, budget_usd=cfg.budget_usd,
+                   corpus=str(path), estimated_from_fallback=fallback)
         return
     result = run_job(runner, todo, "regenerate.budget_usd")
     out = apply_rewrites(records, result.values, result.failures)

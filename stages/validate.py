@@ -12,7 +12,7 @@ from pathlib import Path
 
 from distillery.console import quiet_libraries
 from distillery.engine.engine import Engine
-from distillery.engine.job import JobRunner, add_dry_run, fresh, print_plan, run_job
+from distillery.engine.job import JobRunner, add_dry_run, fresh, planned_corpus, print_plan, run_job
 from distillery.labeling.calibration import assess, stratified_sample, with_expect_from_labels, write_skipped
 from distillery.labeling.oracle import OracleJob, OraclePrompt
 from distillery.params import load_params, seed_everything
@@ -42,7 +42,8 @@ def main():
                       failures=args.failures, report=args.report, metrics=args.metrics, details=args.details)
         print("validate: SKIPPED (calibrate.skip)")
         return
-    corpus = with_expect_from_labels(load_records(args.corpus), params.filter)
+    path, fallback = planned_corpus(args)
+    corpus = with_expect_from_labels(load_records(path), params.filter)
     try:
         sample = [] if params.calibrate.skip else stratified_sample(corpus, cfg, exclude=exclude, section="validate")
     except ValueError as exc:  # too few records of a kind for the sample asked for: a setting, not a bug
@@ -50,7 +51,7 @@ def main():
     engine = Engine.for_stage(params.base.oracle, params.base)
     runner = JobRunner(OracleJob(OraclePrompt(args.prompt), params.filter, engine, name="validate"), engine)
     if args.dry_run:
-        print_plan("validate", runner.plan(sample))
+        print_plan("validate", runner.plan(sample), corpus=str(path), estimated_from_fallback=fallback)
         return
     labeled, failures = run_job(runner, sample).in_order(sample)
     failures = [f.to_record() for f in failures]

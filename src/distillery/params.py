@@ -190,6 +190,28 @@ class RegenerateParams:
 
 
 @dataclass
+class GenerateParams:
+    """Synthetic tool-using conversations over a planned parameter space (see generation/)."""
+    axes: dict = field(default_factory=dict)  # name -> buckets: [a, b] | {a: weight} | {a: {weight, range}}; {} = off
+    scenarios: int | None = None  # None: exactly what coverage needs; more are filled by quota
+    seed: int | None = None  # None: derived from base.seed
+    min_per_bucket: int = 0
+    pairwise: bool = True  # every pair of values across two axes appears at least once
+    combine: list[list[str]] = field(default_factory=list)  # every combination of these axes, each group
+    per_call: int = 5  # scenario briefs written per call (a JSON array, checked item by item)
+    turns: int = 1  # user turns per conversation
+    max_tool_rounds: int = 3  # tool calls answered per assistant turn before it must answer in text
+    temperature: float = 0.8
+    max_tokens: int = 200
+    max_attempts: int = 2  # a brief or a conversation that fails its checks is asked again, then recorded
+    max_retries: int = 2
+    budget_usd: float | None = None
+    max_failure_rate: float = 0.5  # calls that failed: above this share of scenarios, exit 4
+    assistant: ModelSpec | None = None  # the assistant's model; None: base.generator
+    user: ModelSpec | None = None  # the simulated user's (and the brief writer's); None: base.generator
+
+
+@dataclass
 class SplitParams:
     seed: int | None = None  # None: derived from base.seed
     train: float = 0.7
@@ -259,6 +281,8 @@ def _convert(tp, value, where: str):
             pass
     if tp in (int, str, bool) and type(value) is tp:
         return value
+    if tp is dict and isinstance(value, dict):  # free-form: the section's own code checks it (generate.axes)
+        return value
     raise ParamsError(f"{where}: expected {getattr(tp, '__name__', tp)}, got {value!r}")
 
 
@@ -294,6 +318,7 @@ class Params:
     diversity: DiversityParams = field(default_factory=DiversityParams)
     detect_templates: TemplateParams = field(default_factory=TemplateParams)
     regenerate: RegenerateParams = field(default_factory=RegenerateParams)
+    generate: GenerateParams = field(default_factory=GenerateParams)
     split: SplitParams = field(default_factory=SplitParams)
     train: TrainParams = field(default_factory=TrainParams)
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)

@@ -228,6 +228,14 @@ def fresh(path) -> bool:
 def add_dry_run(ap) -> None:
     """The flag every LLM stage takes; `make plan` runs each LLM stage's command with it."""
     ap.add_argument("--dry-run", action="store_true", help="print the plan (calls, tokens, cost); call nothing")
+    ap.add_argument("--fallback-corpus", type=Path, help="a dry run whose --corpus will be rewritten first reads this")
+
+
+def planned_corpus(args) -> tuple[Path, bool]:
+    """(the corpus to read, whether it is the fallback): a dry run estimates from the fallback when the
+    next `dvc repro` rewrites --corpus first (or it does not exist yet)."""
+    use = args.dry_run and args.fallback_corpus is not None and not fresh(args.corpus)
+    return (args.fallback_corpus, True) if use else (args.corpus, False)
 
 
 def print_plan(stage: str, plan: dict, **extra) -> None:

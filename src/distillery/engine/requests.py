@@ -7,6 +7,7 @@ options to another.
 
     CompleteRequest(messages, temperature=0.9, max_tokens=40, sample=1)   # a text reply
     ScoreRequest(messages, fields=("relevance", "style"), low=0, high=10)  # expected scores (local)
+    ToolTurnRequest(messages, tools, temperature=0.7, max_tokens=200)     # an assistant turn that may call tools
 """
 from __future__ import annotations
 
@@ -61,6 +62,37 @@ class CompleteRequest:
 
 
 @dataclass(frozen=True, eq=False)
+class ToolTurnRequest:
+    """One assistant turn with tools on offer: the reply is text, tool calls, or both (OpenAI format)."""
+    messages: list[dict]
+    tools: list[dict]
+    temperature: float
+    max_tokens: int
+    sample: int = 0
+    kind: ClassVar[str] = "tool_turn"
+
+    def key_parts(self) -> dict:
+        return {"kind": self.kind, "messages": self.messages, "tools": self.tools, "temperature": self.temperature,
+                "max_tokens": self.max_tokens, "sample": self.sample}
+
+    def batch_options(self) -> tuple:
+        return self.kind, self.temperature, self.max_tokens, json.dumps(self.tools, sort_keys=True)
+
+    def output_tokens_max(self) -> int:
+        return self.max_tokens
+
+    def send(self, provider, seed: int):
+        return provider.complete_tools(self.messages, self.tools, temperature=self.temperature,
+                                       max_tokens=self.max_tokens, seed=seed)
+
+    @staticmethod
+    def send_batch(provider, requests: list["ToolTurnRequest"], seeds: list[int]):
+        first = requests[0]
+        return provider.complete_tools_batch([r.messages for r in requests], first.tools,
+                                             temperature=first.temperature, max_tokens=first.max_tokens, seeds=seeds)
+
+
+@dataclass(frozen=True, eq=False)
 class ScoreRequest:
     messages: list[dict]
     fields: tuple[str, ...]
@@ -88,4 +120,4 @@ class ScoreRequest:
                                     high=first.high)
 
 
-Request = CompleteRequest | ScoreRequest
+Request = CompleteRequest | ScoreRequest | ToolTurnRequest

@@ -135,11 +135,11 @@ class Plan:
     report: dict  # JSON-ready: scenarios, needed_for_coverage, lower_bound, each requirement, each axis
 
 
-def plan(space: Space, n: int, seed: int) -> Plan:
-    """n scenarios: the coverage rows first, then the rows filled by quota.
+def plan(space: Space, n: int | None, seed: int) -> Plan:
+    """n scenarios: the coverage rows first, then the rows filled by quota; n None: the coverage rows only.
 
     Raises ValueError when the coverage requirements alone need more than n scenarios."""
-    if n < 0:
+    if n is not None and n < 0:
         raise ValueError(f"scenarios must be >= 0, got {n}")
     rng = random.Random(seed)
     sizes = [len(axis.buckets) for axis in space.axes]
@@ -147,6 +147,7 @@ def plan(space: Space, n: int, seed: int) -> Plan:
     rows = _coverage_rows(sizes, groups, rng)
     _top_up(rows, sizes, space.min_per_bucket)
     needed = len(rows)
+    n = needed if n is None else n
     if needed > n:
         raise ValueError(f"coverage needs {needed} scenarios but scenarios is {n}: raise scenarios to at least "
                          f"{needed}, or ask for less coverage (pairwise, combine, min_per_bucket)")

@@ -1,0 +1,286 @@
+"""generate's two LLM steps over the planned scenarios: briefs, then tool-using conversations.
+
+1. Briefs: `per_call` scenarios per call; the reply is a JSON array checked item by item. Valid items
+   are kept (and journaled); missing or invalid ones go back in the queue for the next call (a new
+   sample), up to `max_attempts`, then they are recorded failures. Nothing is dropped silently.
+2. Conversations, all advancing together so a local model answers them in device batches: the assistant
+   turn is a ToolTurnRequest (native tool calling for hosted providers, the text protocol for the local
+   model); each tool call is executed against the conversation's own fresh copy of the database and its
+   result (or error) fed back, up to `max_tool_rounds`; then the simulated user writes the next message,
+   for `turns` user turns. Every step is a cached call, so a killed run replays finished steps from the
+   cache for free; a finished conversation is journaled whole.
+"""
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from distillery.engine.requests import BudgetExceeded, CallFailed, CompleteRequest, ToolTurnRequest
+from distillery.generation.tools import Database, Tool, declarations, execute
+from distillery.text.templates import match_patterns
+from distillery.text.tokens import jaccard, shingles
+
+BRIEF_FIELDS = ("situation", "opening")
+
+
+class Prompt:
+    """A prompt file: an HTML comment (for people) stripped, `{placeholders}` filled."""
+
+    def __init__(self, path: Path | str):
+        self.template = re.sub(r"<!--.*?-->\s*", "", Path(path).read_text(encoding="utf-8"), flags=re.S).strip()
+
+    def render(self, **values) -> str:
+        return self.template.format_map(_Blank(values))
+
+
+class _Blank(dict):
+    def __missing__(self, key):  # an axis the scenario does not have: empty, not a KeyError
+        return ""
+
+
+def scenario_line(row: dict) -> str:
+    return "; ".join(f"{k}: {v}" for k, v in row.items() if k != "id")
+
+
+# --- 1. briefs ------------------------------------------------------------------------------------
+def parse_briefs(text: str, asked: set[str]) -> tuple[dict[str, dict], list[str]]:
+    """The valid briefs in a reply, by scenario id, and what was wrong with the rest."""
+    start, end = text.find("["), text.rfind("]")
+    try:
+        items = json.loads(text[start:end + 1]) if start >= 0 and end > start else None
+    except json.JSONDecodeError:
+        items = None
+    if not isinstance(items, list):
+        return {}, ["the reply is not a JSON array"]
+    briefs, problems = {}, []
+    for item in items:
+        sid = item.get("id") if isinstance(item, dict) else None
+        if sid not in asked or sid in briefs:
+            problems.append(f"an item with an unknown or repeated id: {str(item)[:80]}")
+        elif not all(isinstance(item.get(f), str) and item[f].strip() for f in BRIEF_FIELDS):
+            problems.append(f"{sid}: needs non-empty {' and '.join(BRIEF_FIELDS)}")
+        else:
+            briefs[sid] = {f: item[f].strip() for f in BRIEF_FIELDS}
+    return briefs, problems
+
+
+def brief_requests(groups: list[list[dict]], prompt: Prompt, tools: dict[str, Tool], cfg, attempt: int) -> list:
+    """One call per group of scenarios; its output bound grows with the group."""
+    tool_list = "\n".join(f"- {t.name}: {t.declaration['function'].get('description', '')}" for t in tools.values())
+    return [CompleteRequest([{"role": "user", "content": prompt.render(
+        tools=tool_list, scenarios="\n".join(json.dumps(r, ensure_ascii=False) for r in group))}],
+        cfg.temperature, cfg.max_tokens * len(group), sample=attempt) for group in groups]
+
+
+def write_briefs(rows: list[dict], engine, prompt: Prompt, tools: dict[str, Tool], cfg, key,
+                 journal=None) -> tuple[dict[str, dict], list[dict], Counter]:
+    """Briefs for every row: (briefs by id, failures, counts). `key(row)`: the journal key of a row's brief."""
+    done = journal.load() if journal is not None else {}
+    briefs = {r["id"]: done[key(r)] for r in rows if key(r) in done}
+    counts = Counter(journal_hits=len(briefs))
+    pending = [r for r in rows if r["id"] not in briefs]
+    problems: dict[str, list[str]] = {r["id"]: [] for r in pending}
+    for attempt in range(cfg.max_attempts):
+        if not pending:
+            break
+        groups = [pending[i:i + cfg.per_call] for i in range(0, len(pending), cfg.per_call)]
+        requests = brief_requests(groups, prompt, tools, cfg, attempt)
+        for i, reply in engine.run(requests):
+            group = groups[i]
+            if isinstance(reply, BudgetExceeded):
+                raise reply
+            if isinstance(reply, CallFailed):
+                for r in group:
+                    problems[r["id"]].append(f"call failed: {reply}")
+                continue
+            got, wrong = parse_briefs(reply.text, {r["id"] for r in group})
+            counts["items_invalid"] += len(wrong)
+            for row in group:
+                if row["id"] in got:
+                    briefs[row["id"]] = got[row["id"]]
+                    if journal is not None:
+                        journal.append(key(row), got[row["id"]])
+            for r in group:
+                if r["id"] not in got:
+                    problems[r["id"]].append("; ".join(wrong) or "missing from the reply")
+        pending = [r for r in pending if r["id"] not in briefs]
+        counts["brief_calls"] += len(groups)
+    failures = [{"id": r["id"], "stage": "brief", "reason": "no_valid_brief", "detail": problems[r["id"]][-1:]}
+                for r in pending]
+    return briefs, failures, counts
+
+
+# --- 2. conversations -----------------------------------------------------------------------------
+@dataclass
+class Conversation:
+    row: dict
+    brief: dict
+    system: str
+    sample: int = 0
+    messages: list[dict] = field(default_factory=list)
+    turns: int = 0  # assistant answers in text so far
+    rounds: int = 0  # tool rounds in the current assistant turn
+    wants: str = "assistant"  # whose step is next: assistant | user | done
+    failure: tuple[str, str] | None = None
+    tool_calls: int = 0
+    tool_errors: Counter = field(default_factory=Counter)
+    db: object = None
+
+    def for_assistant(self) -> list[dict]:
+        return [{"role": "system", "content": self.system}, *self.messages]
+
+    def transcript(self) -> str:
+        lines = []
+        for m in self.messages:
+            if m["role"] in ("user", "assistant") and m.get("content"):
+                lines.append(f"{m['role']}: {m['content']}")
+        return "\n".join(lines)
+
+
+def start(row: dict, brief: dict, assistant_prompt: Prompt, database: Database, sample: int) -> Conversation:
+    system = assistant_prompt.render(scenario=scenario_line(row), **{k: v for k, v in row.items() if k != "id"})
+    conv = Conversation(row, brief, system, sample, db=database.fresh())
+    conv.messages.append({"role": "user", "content": brief["opening"]})
+    return conv
+
+
+def _take_turn(conv: Conversation, reply, tools: dict[str, Tool], cfg) -> None:
+    # Ids unique within the conversation (a text-protocol model numbers its calls per turn), so each
+    # tool message answers exactly one call, in the record and in the next request alike.
+    calls = [{**call, "id": f"call_{conv.tool_calls + k + 1}"} for k, call in enumerate(reply.tool_calls or [])]
+    if calls and conv.rounds < cfg.max_tool_rounds:
+        conv.messages.append({"role": "assistant", "content": reply.text or None, "tool_calls": calls})
+        for call in calls:
+            fn = call.get("function") or {}
+            content, error = execute(tools, conv.db, fn.get("name", ""), fn.get("arguments") or "{}")
+            conv.tool_calls += 1
+            if error:
+                conv.tool_errors[error] += 1
+            conv.messages.append({"role": "tool", "tool_call_id": call.get("id", ""), "name": fn.get("name", ""),
+                                  "content": content})
+        conv.rounds += 1
+        return
+    if not reply.text.strip():
+        conv.failure, conv.wants = ("no_final_answer", "tool calls past max_tool_rounds, or an empty reply"), "done"
+        return
+    if reply.truncated:
+        conv.failure, conv.wants = ("truncated", "the final answer was cut off at max_tokens"), "done"
+        return
+    conv.messages.append({"role": "assistant", "content": reply.text.strip()})
+    conv.turns, conv.rounds = conv.turns + 1, 0
+    conv.wants = "done" if conv.turns >= cfg.turns else "user"
+
+
+def converse(convs: list[Conversation], assistant, user, tools: dict[str, Tool], user_prompt: Prompt, cfg) -> None:
+    """Advance every conversation to its end (or its failure), each step for all of them at once."""
+    decl = declarations(tools)
+    while active := [c for c in convs if c.wants != "done"]:
+        for role, engine in (("assistant", assistant), ("user", user)):
+            group = [c for c in active if c.wants == role]
+            if not group:
+                continue
+            if role == "assistant":
+                requests = [ToolTurnRequest(c.for_assistant(), decl, cfg.temperature, cfg.max_tokens,
+                                            sample=c.sample) for c in group]
+            else:
+                requests = [CompleteRequest([{"role": "user", "content": user_prompt.render(
+                    scenario=scenario_line(c.row), situation=c.brief["situation"], conversation=c.transcript())}],
+                    cfg.temperature, cfg.max_tokens, sample=c.sample) for c in group]
+            for i, reply in engine.run(requests):
+                conv = group[i]
+                if isinstance(reply, BudgetExceeded):
+                    raise reply
+                if isinstance(reply, CallFailed):
+                    conv.failure, conv.wants = ("call_failed", str(reply)), "done"
+                elif role == "assistant":
+                    _take_turn(conv, reply, tools, cfg)
+                elif reply.text.strip():
+                    conv.messages.append({"role": "user", "content": reply.text.strip()})
+                    conv.wants = "assistant"
+                else:
+                    conv.failure, conv.wants = ("no_user_message", "the simulated user wrote nothing"), "done"
+
+
+def to_record(conv: Conversation, tools: dict[str, Tool]) -> dict:
+    axes = {k: v for k, v in conv.row.items() if k != "id" and not k.endswith("_value")}
+    return {"id": f"gen-{conv.row['id']}", "messages": conv.for_assistant(), "tools": declarations(tools),
+            "tags": {**axes, "source": "generate"},
+            "generation": {"scenario": conv.row, "situation": conv.brief["situation"], "attempt": conv.sample,
+                           "tool_calls": conv.tool_calls, "tool_errors": dict(conv.tool_errors)}}
+
+
+class Gate:
+    """Reject before accepting: an exact or near duplicate of an accepted conversation's answers, or
+    answers carrying a known template (detect_templates' phrases and regexes)."""
+
+    def __init__(self, patterns: list[dict], div):
+        self.patterns, self.div = patterns, div
+        self.seen: dict[str, str] = {}  # normalised answers -> the conversation that has them
+        self.shingled: list[tuple[str, set]] = []
+
+    def check(self, record: dict) -> tuple[str, str] | None:
+        text = answers(record)
+        norm = " ".join(text.lower().split())
+        if norm in self.seen:
+            return "duplicate", f"the same answers as {self.seen[norm]}"
+        mine = shingles(text, self.div.shingle)
+        twin = next((rid for rid, sh in self.shingled if jaccard(mine, sh) >= self.div.threshold), None)
+        if twin:
+            return "near_duplicate", f"of {twin}"
+        hit = match_patterns([text], self.patterns)[0]
+        if hit:
+            return "templated", f"carries {', '.join(hit)}"
+        return None
+
+    def accept(self, record: dict) -> None:
+        text = answers(record)
+        self.seen[" ".join(text.lower().split())] = record["id"]
+        self.shingled.append((record["id"], shingles(text, self.div.shingle)))
+
+
+def answers(record: dict) -> str:
+    return "\n".join(m["content"] for m in record["messages"] if m["role"] == "assistant" and m.get("content"))
+
+
+def generate_conversations(rows: list[dict], briefs: dict[str, dict], key, assistant, user, tools, database,
+                           prompts: dict[str, Prompt], cfg, gate: Gate, journal=None) -> tuple[list[dict], list[dict], Counter]:
+    """A conversation for every row with a brief: (accepted records in plan order, failures, counts).
+    `key(row)`: the journal key of a row's conversation (what decides it). A rejected or failed one is
+    tried again with a new sample, up to max_attempts; a failed call is not journaled (the next run retries)."""
+    done = journal.load() if journal is not None else {}
+    accepted, failures, counts = {}, [], Counter()
+    for row in rows:  # resumed first, in plan order, so the gate sees them before anything new
+        record = done.get(key(row))
+        if record is not None:
+            accepted[row["id"]] = record
+            gate.accept(record)
+            counts["journal_hits"] += 1
+    pending = [r for r in rows if r["id"] in briefs and r["id"] not in accepted]
+    last: dict[str, tuple[str, str]] = {}
+    for attempt in range(cfg.max_attempts):
+        if not pending:
+            break
+        convs = [start(r, briefs[r["id"]], prompts["assistant"], database, attempt) for r in pending]
+        converse(convs, assistant, user, tools, prompts["user"], cfg)
+        pending = []
+        for conv in convs:
+            counts["tool_calls"] += conv.tool_calls
+            counts.update({f"tool_error_{k}": v for k, v in conv.tool_errors.items()})
+            record = None if conv.failure else to_record(conv, tools)
+            problem = conv.failure or gate.check(record)
+            if problem:
+                counts[f"rejected_{problem[0]}"] += 1
+                last[conv.row["id"]] = problem
+                if problem[0] != "call_failed":
+                    pending.append(conv.row)
+                continue
+            gate.accept(record)
+            accepted[conv.row["id"]] = record
+            if journal is not None:
+                journal.append(key(conv.row), record)
+    failures = [{"id": r["id"], "stage": "conversation", "reason": last[r["id"]][0], "detail": last[r["id"]][1]}
+                for r in rows if r["id"] in briefs and r["id"] not in accepted]
+    return [accepted[r["id"]] for r in rows if r["id"] in accepted], failures, counts

@@ -1,0 +1,147 @@
+"""generate: the tool runtime on the demo's SQLite world, briefs several to a call, tool-using
+conversations over the engine, the gate, and the journal (a rerun pays nothing)."""
+import json
+import random
+from collections import Counter
+
+import pytest
+
+from distillery.engine.cache import CallCache
+from distillery.engine.engine import Engine
+from distillery.engine.journal import Journal
+from distillery.generation.conversation import Gate, Prompt, generate_conversations, parse_briefs, write_briefs
+from distillery.generation.tools import Database, execute, load_tools, replay
+from distillery.params import DiversityParams, GenerateParams, ModelSpec
+from distillery.providers.base import Completion, Provider
+from tests.conftest import ROOT
+
+TOOLS = ROOT / "data/raw/tools.json"
+WORLD = ROOT / "data/raw/world.sql"
+
+
+@pytest.fixture(scope="module")
+def tools():
+    return load_tools(TOOLS)
+
+
+@pytest.fixture(scope="module")
+def world():
+    return Database(WORLD)
+
+
+def test_tools_run_sql_on_a_fresh_copy_per_conversation(tools, world):
+    one, two = world.fresh(), world.fresh()
+    rows = json.loads(execute(tools, one, "get_weather", '{"city": "Oslo", "day": "today"}')[0])["rows"]
+    assert len(rows) == 1 and rows[0]["city"] == "Oslo"
+    assert json.loads(execute(tools, one, "save_note", '{"text": "pack wool socks"}')[0])["ok"]
+    assert json.loads(execute(tools, one, "read_notes", "{}")[0])["rows"] == [{"id": 1, "entry": "pack wool socks"}]
+    assert json.loads(execute(tools, two, "read_notes", "{}")[0])["rows"] == []  # the other conversation's copy
+
+
+@pytest.mark.parametrize("name, arguments, kind", [
+    ("get_weather", '{"city": "Oslo"', "bad_arguments"),  # not JSON
+    ("get_weather", '{"city": "Oslo"}', "bad_arguments"),  # a required argument missing
+    ("get_weather", '{"city": "Atlantis", "day": "today"}', "bad_arguments"),  # not in the enum
+    ("find_hotels", '{"city": "Oslo", "max_price_usd": "cheap"}', "bad_arguments"),  # wrong type
+    ("book_flight", "{}", "unknown_tool"),
+])
+def test_what_goes_wrong_is_a_tool_error_the_model_can_read(tools, world, name, arguments, kind):
+    content, error = execute(tools, world.fresh(), name, arguments)
+    assert error == kind and "error" in json.loads(content)
+
+
+def test_a_failing_statement_is_a_tool_error(tmp_path, world):
+    broken = json.loads(TOOLS.read_text())
+    broken[0]["sql"] = "SELECT * FROM no_such_table WHERE city = :city AND day = :day"
+    (tmp_path / "tools.json").write_text(json.dumps(broken))
+    content, error = execute(load_tools(tmp_path / "tools.json"), world.fresh(), "get_weather",
+                             '{"city": "Oslo", "day": "today"}')
+    assert error == "query_failed" and "no_such_table" in content
+
+
+def test_briefs_keep_the_valid_items_of_a_partial_reply():
+    reply = json.dumps([{"id": "scn-1", "situation": "s", "opening": "Rain in Oslo?"},
+                        {"id": "scn-2", "situation": "s"},  # no opening
+                        {"id": "scn-9", "situation": "s", "opening": "o"}])  # not asked
+    briefs, problems = parse_briefs("Here you go: " + reply, {"scn-1", "scn-2", "scn-3"})
+    assert list(briefs) == ["scn-1"] and len(problems) == 2
+    assert parse_briefs("not json", {"scn-1"}) == ({}, ["the reply is not a JSON array"])
+
+
+WORDS = ("amber bright cold damp early fresh gusty hazy icy jolly keen light misty north open pale quiet "
+         "rainy still tidal umber vivid warm yellow zesty").split()
+
+
+class Scripted(Provider):
+    """A tool-using model in a few lines: briefs for every scenario asked (one missing on the first
+    call), a tool call to get_weather, then an answer quoting the tool result."""
+    name = "scripted"
+
+    def __init__(self):
+        super().__init__("scripted")
+        self.calls = Counter()
+
+    def complete(self, messages, *, temperature=None, max_tokens=None, seed=None, schema=None):
+        self.calls["complete"] += 1
+        text = messages[-1]["content"]
+        ids = [json.loads(line)["id"] for line in text.splitlines() if line.startswith('{"id"')]
+        if self.calls["complete"] == 1:
+            ids = ids[1:]  # a partial reply: the first scenario is re-queued
+        items = [{"id": i, "situation": f"planning {i}", "opening": f"What is the weather in Oslo today? ({i})"}
+                 for i in ids]
+        return Completion(json.dumps(items), 100, 50, self.name, self.model)
+
+    def complete_tools(self, messages, tools, *, temperature=None, max_tokens=None, seed=None):
+        self.calls["tool_turn"] += 1
+        if messages[-1]["role"] == "tool":  # words of its own each time, so the gate sees no near-duplicates
+            rng = random.Random(messages[1]["content"])
+            words = " ".join(rng.sample(WORDS, 8))
+            condition = json.loads(messages[-1]["content"])["rows"][0]["condition"]
+            return Completion(f"{words}: {condition}.", 80, 20, self.name, self.model, meta={"finish_reason": "stop"})
+        call = {"id": "call_0", "type": "function",
+                "function": {"name": "get_weather", "arguments": json.dumps({"city": "Oslo", "day": "today"})}}
+        return Completion("", 80, 10, self.name, self.model, meta={"finish_reason": "tool_calls"}, tool_calls=[call])
+
+
+def _run(tmp_path, provider, rows, journal):
+    cfg = GenerateParams(axes={"topic": ["weather"]}, per_call=2, max_attempts=2)
+    engine = Engine(ModelSpec(provider="fake", model="scripted"), CallCache(tmp_path / "cache.sqlite"),
+                    provider=provider, backoff_s=0)
+    tools, world = load_tools(TOOLS), Database(WORLD)
+    prompts = {name: Prompt(ROOT / "prompts" / f"generate_{name}.md") for name in ("brief", "assistant", "user")}
+    briefs, brief_failures, counts = write_briefs(rows, engine, prompts["brief"], tools, cfg,
+                                                  lambda r: f"brief:{r['id']}", journal)
+    records, failures, more = generate_conversations(
+        rows, briefs, lambda r: f"conversation:{r['id']}", engine, engine, tools, world, prompts, cfg,
+        Gate([], DiversityParams()), journal)
+    return records, brief_failures + failures, counts + more
+
+
+def test_conversations_call_tools_really_run_and_a_rerun_pays_nothing(tmp_path):
+    rows = [{"id": f"scn-{i}", "topic": "weather", "persona": "twain"} for i in range(1, 4)]
+    provider = Scripted()
+    records, failures, counts = _run(tmp_path, provider, rows, Journal(tmp_path / "journal.jsonl"))
+    assert [r["id"] for r in records] == ["gen-scn-1", "gen-scn-2", "gen-scn-3"] and not failures
+    assert counts["brief_calls"] == 3  # 2 groups, then the re-queued scenario alone
+    roles = [m["role"] for m in records[0]["messages"]]
+    assert roles == ["system", "user", "assistant", "tool", "assistant"]
+    tool_message = records[0]["messages"][3]
+    assert json.loads(tool_message["content"])["rows"][0]["city"] == "Oslo"  # from the database, not invented
+    for record in records:  # every result is what the call returns on a fresh copy of the database
+        assert replay(record["messages"], load_tools(TOOLS), Database(WORLD)) == []
+    assert records[0]["tools"] and records[0]["tags"]["source"] == "generate"
+    before = sum(provider.calls.values())
+    again, _, counts = _run(tmp_path, provider, rows, Journal(tmp_path / "journal.jsonl"))
+    assert again == records and sum(provider.calls.values()) == before and counts["journal_hits"] == 6
+
+
+def test_the_gate_rejects_duplicates_and_templated_answers():
+    gate = Gate([{"id": "phrase-0", "kind": "known_phrase", "text": "I hope this helps!"}], DiversityParams())
+    first = {"id": "a", "messages": [{"role": "assistant", "content": "Oslo is 4°C and snowing: bring boots."}]}
+    gate.accept(first)
+    assert gate.check({**first, "id": "b"})[0] == "duplicate"
+    near = {"id": "c", "messages": [{"role": "assistant", "content": "Oslo is 4°C and snowing: bring boots!"}]}
+    assert gate.check(near)[0] in ("duplicate", "near_duplicate")
+    canned = {"id": "d", "messages": [{"role": "assistant", "content": "Lima is warm. I hope this helps!"}]}
+    assert gate.check(canned)[0] == "templated"
+    assert gate.check({"id": "e", "messages": [{"role": "assistant", "content": "Hanoi: heavy rain all day."}]}) is None
