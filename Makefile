@@ -78,8 +78,9 @@ metrics:             ## the headline metrics, one line per stage (the table: dvc
 plots:               ## the plots as one offline page (dvc_plots/offline.html); compare: make plots REVS="main exp-1a2b3"
 	$(PY) -m distillery.plots $(REVS)
 
-corpus: setup        ## rewrite the shipped demo corpus (seeded: the same files each time)
+corpus: setup        ## rewrite the shipped demo corpus, tools and SQLite world (seeded: the same files each time)
 	$(PY) -m distillery.testing.demo_corpus --out data/raw
+	$(PY) -m distillery.testing.demo_world --out data/raw
 
 clean-state:         ## forget the LLM call cache and journals (the next run pays again)
 	rm -rf .distillery

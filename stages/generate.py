@@ -15,6 +15,7 @@ output is the corpus the rest of the pipeline reads: your own records, then the 
 """
 import argparse
 import hashlib
+from collections import Counter
 from pathlib import Path
 
 from distillery.console import quiet_libraries
@@ -82,23 +83,27 @@ def main():
     world = {"tools": _digest(args.tools), "database": _digest(args.database), "prompts": [p.template for p in prompts.values()],
              "assistant": assistant_spec.identity(), "user": user_spec.identity(),
              "cfg": [cfg.temperature, cfg.max_tokens, cfg.turns, cfg.max_tool_rounds, cfg.per_call]}
+    brief_key = lambda row: content_key(kind="brief", row=row, **world)  # noqa: E731
+    conversation_key = lambda row: content_key(kind="conversation", row=row, **world)  # noqa: E731
+    journal = Journal(Path(base.state_dir) / "journal" / "generate.jsonl")
     if args.dry_run:
-        print_plan("generate", estimate(planned.rows, cfg, assistant, prompts, tools), scenarios=len(planned.rows))
+        done = journal.load()
+        todo = [r for r in planned.rows if conversation_key(r) not in done]
+        print_plan("generate", {**estimate(todo, cfg, assistant, prompts, tools), "records": len(planned.rows),
+                                "journal_hits": len(planned.rows) - len(todo)})
         return
 
-    journal = Journal(Path(base.state_dir) / "journal" / "generate.jsonl")
     try:
-        briefs, brief_failures, counts = write_briefs(
-            planned.rows, user, prompts["brief"], tools, cfg, lambda row: content_key(kind="brief", row=row, **world),
-            journal)
+        briefs, brief_failures, counts = write_briefs(planned.rows, user, prompts["brief"], tools, cfg, brief_key,
+                                                      journal)
         gate = Gate(build_patterns([], TemplateParams(**{**vars(params.detect_templates), "mine": False})),
                     params.diversity)
-        records, failures, more = generate_conversations(
-            planned.rows, briefs, lambda row: content_key(kind="conversation", row=row, **world), assistant, user,
-            tools, Database(args.database), prompts, cfg, gate, journal)
+        records, failures, more = generate_conversations(planned.rows, briefs, conversation_key, assistant, user,
+                                                         tools, Database(args.database), prompts, cfg, gate, journal)
     except BudgetExceeded as exc:
         raise SystemExit(f"generate: stopped: {exc}. What is done is journaled; raise generate.budget_usd to go on.")
     counts.update(more)
+    assistant.stats.journal_hits += counts["journal_hits"]
     failures = brief_failures + failures
     clash = {r["id"] for r in own} & {r["id"] for r in records}
     if clash:
@@ -107,18 +112,22 @@ def main():
     write_records(args.failures, failures)
     accepted_rows = [r["generation"]["scenario"] for r in records]
     answers = [m["content"] for r in records for m in r["messages"] if m["role"] == "assistant" and m.get("content")]
-    stats = assistant.stats if user is assistant else _merged(assistant.stats, user.stats)
+    stats = assistant.stats.as_metrics() if user is assistant else _merged(assistant.stats, user.stats)
+    tool_calls = sum(r["generation"]["tool_calls"] for r in records)
+    tool_errors = Counter(k for r in records for k, n in r["generation"]["tool_errors"].items() for _ in range(n))
     write_metrics("generate", args.metrics, args.details, {
         "scenarios": len(planned.rows), "accepted": len(records), "failed": len(failures),
         "accepted_rate": round(len(records) / max(1, len(planned.rows)), 4),
         "coverage_planned": planned.report, "coverage_accepted": coverage_report(space, accepted_rows),
         "pairs_covered_accepted": _pairs(coverage_report(space, accepted_rows)),
         "counts": dict(sorted(counts.items())), "diversity": diversity_metrics(answers, params.diversity),
+        "tool_calls": tool_calls, "tool_errors": dict(tool_errors),
+        "with_tool_calls": sum(r["generation"]["tool_calls"] > 0 for r in records),
         "calls_per_accepted": round(stats["calls"] / max(1, len(records)), 3), **stats})
-    print(f"generate: {len(records)} of {len(planned.rows)} scenarios accepted, {counts['tool_calls']} tool calls "
-          f"({sum(v for k, v in counts.items() if k.startswith('tool_error_'))} tool errors); "
-          f"{assistant.stats.summary()}")
-    check_failures("generate", len(failures), len(planned.rows), cfg.max_failure_rate, args.failures)
+    print(f"generate: {len(records)} of {len(planned.rows)} scenarios accepted, {tool_calls} tool calls in them "
+          f"({sum(tool_errors.values())} tool errors); {assistant.stats.summary()}")
+    lost = [f for f in failures if f["reason"] == "call_failed"]  # rejections are results, not failures
+    check_failures("generate", len(lost), len(planned.rows), cfg.max_failure_rate, args.failures)
 
 
 def estimate(rows: list[dict], cfg, engine, prompts: dict, tools) -> dict:
@@ -144,8 +153,13 @@ def _pairs(report: dict) -> float:
 
 
 def _merged(a, b) -> dict:
+    """Two engines' accounting as one (the assistant's and the simulated user's, when they differ)."""
     one, two = a.as_metrics(), b.as_metrics()
-    return {k: (one[k] + two[k]) if isinstance(one[k], (int, float)) else one[k] for k in one}
+    merged = {k: one[k] + two[k] if isinstance(one[k], (int, float)) else one[k] for k in one}
+    merged["by_provider"] = {**one["by_provider"], **two["by_provider"]}
+    merged["unpriced_models"] = sorted(set(one["unpriced_models"]) | set(two["unpriced_models"]))
+    merged["notices"] = sorted(set(one["notices"]) | set(two["notices"]))
+    return merged
 
 
 def _digest(path: Path) -> str:

@@ -14,7 +14,7 @@ from distillery.records import load_records, subject_text, write_records
 from distillery.testing.demo_corpus import build
 from tests.conftest import ROOT, merge
 
-STAGES = ["calibrate", "validate", "detect_templates", "regenerate", "label", "split", "train", "evaluate"]
+STAGES = ["generate", "calibrate", "validate", "detect_templates", "regenerate", "label", "split", "train", "evaluate"]
 TINY = {
     "base": {"oracle": {"provider": "fake", "model": "fake"}, "generator": {"provider": "fake", "model": "fake",
                                                                             "temperature": 0.9}},
@@ -39,7 +39,10 @@ def ran(output: str) -> list[str]:
 
 
 def copy_project(root):
-    """The pipeline's code, prompts and DVC config in `root`, without data or state."""
+    """The pipeline's code, prompts, DVC config and generate's tool world in `root`, without a corpus or state."""
+    (root / "data/raw").mkdir(parents=True)
+    for name in ("data/raw/tools.json", "data/raw/world.sql"):
+        shutil.copy(ROOT / name, root / name)
     for name in ("stages", "src", "prompts", ".dvc", "dvc.yaml", ".dvcignore", ".gitignore"):
         src = ROOT / name
         if src.is_dir():
@@ -76,12 +79,13 @@ def details(root, stage):
 def test_repro_runs_all_eight_stages_and_writes_metrics_and_reports(project):
     root, output = project
     assert ran(output) == STAGES
-    for name in ("calibrate", "validate", "templates", "regenerate", "label", "split", "train", "evaluate"):
+    for name in ("generate", "calibrate", "validate", "templates", "regenerate", "label", "split", "train", "evaluate"):
         assert (root / "metrics" / f"{name}.json").exists(), name
     for report in ("calibration", "validation", "templates", "regenerate", "evaluation"):
         assert (root / "reports" / f"{report}.md").read_text().startswith("# ")
     assert "- before: " in (root / "reports/regenerate.md").read_text()  # before/after pairs to read
-    assert metrics(root, "label")["labeled"] + metrics(root, "label")["failures"] == 120
+    generated = metrics(root, "generate")["accepted"]
+    assert generated > 0 and metrics(root, "label")["labeled"] + metrics(root, "label")["failures"] == 120 + generated
     # The verdict is the one the thresholds in params give for the figures written beside it.
     ev = details(root, "evaluate")
     thresholds = load_params(root / "params.yaml").evaluate.thresholds

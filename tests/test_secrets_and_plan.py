@@ -70,8 +70,11 @@ def test_no_key_is_written_anywhere(hosted_project):
 def test_plan_estimates_the_next_repro_without_calling_anything(hosted_project):
     before, after = hosted_project["plan_before"], hosted_project["plan_after"]
     assert hosted_project["requests_after_plan"] == 0
-    assert before["stages_to_run"][:5] == ["calibrate", "validate", "detect_templates", "regenerate", "label"]
+    assert before["stages_to_run"][:6] == ["generate", "calibrate", "validate", "detect_templates", "regenerate", "label"]
     by_stage = {p["stage"]: p for p in before["llm_stages"]}
+    # generate's plan: every brief and conversation step of the 12 planned scenarios, before anything exists
+    assert by_stage["generate"]["records"] == 12 and by_stage["generate"]["calls"] >= 12 * 3
+    assert by_stage["calibrate"]["corpus"] == "data/raw/corpus.jsonl"  # generate has not run: its input
     assert by_stage["label"]["calls"] == 120 and by_stage["label"]["corpus"] == "data/raw/corpus.jsonl"
     assert by_stage["calibrate"]["calls"] == 10 and by_stage["calibrate"]["provider"] == "anthropic/claude-test"
     assert by_stage["regenerate"]["flagged_known"] is False and by_stage["regenerate"]["calls"] == 120

@@ -195,18 +195,18 @@ class GenerateParams:
     axes: dict = field(default_factory=dict)  # name -> buckets: [a, b] | {a: weight} | {a: {weight, range}}; {} = off
     scenarios: int | None = None  # None: exactly what coverage needs; more are filled by quota
     seed: int | None = None  # None: derived from base.seed
-    min_per_bucket: int = 0
+    min_per_bucket: int = 1
     pairwise: bool = True  # every pair of values across two axes appears at least once
     combine: list[list[str]] = field(default_factory=list)  # every combination of these axes, each group
     per_call: int = 5  # scenario briefs written per call (a JSON array, checked item by item)
     turns: int = 1  # user turns per conversation
-    max_tool_rounds: int = 3  # tool calls answered per assistant turn before it must answer in text
+    max_tool_rounds: int = 2  # tool calls answered per assistant turn before it must answer in text
     temperature: float = 0.8
-    max_tokens: int = 200
+    max_tokens: int = 120  # per brief and per turn (the demo's CPU model is slow; real runs want ~400)
     max_attempts: int = 2  # a brief or a conversation that fails its checks is asked again, then recorded
     max_retries: int = 2
     budget_usd: float | None = None
-    max_failure_rate: float = 0.5  # calls that failed: above this share of scenarios, exit 4
+    max_failure_rate: float = 0.1  # scenarios lost to failed calls (not rejections): above this share, exit 4
     assistant: ModelSpec | None = None  # the assistant's model; None: base.generator
     user: ModelSpec | None = None  # the simulated user's (and the brief writer's); None: base.generator
 

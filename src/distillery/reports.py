@@ -11,6 +11,8 @@ from distillery.records import subject_text, write_json
 # details file (reports/details/<stage>.json): per-provider accounting, reasons, intervals, diversity
 # before and after, per-dimension RMSE. A dotted key reaches into a nested figure; a missing one is left out.
 HEADLINE = {
+    "generate": ("scenarios", "accepted", "failed", "pairs_covered_accepted", "calls_per_accepted", "calls",
+                 "cost_usd"),
     "calibrate": ("verdict", "n", "false_positive_rate", "false_negative_rate", "spread", "failures",
                   "agreement_with_labels.mae", "calls", "cost_usd"),
     "validate": ("verdict", "n", "false_positive_rate", "false_negative_rate", "spread", "failures",

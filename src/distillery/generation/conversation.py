@@ -108,7 +108,8 @@ def write_briefs(rows: list[dict], engine, prompt: Prompt, tools: dict[str, Tool
                     problems[r["id"]].append("; ".join(wrong) or "missing from the reply")
         pending = [r for r in pending if r["id"] not in briefs]
         counts["brief_calls"] += len(groups)
-    failures = [{"id": r["id"], "stage": "brief", "reason": "no_valid_brief", "detail": problems[r["id"]][-1:]}
+    failures = [{"id": r["id"], "stage": "brief", "detail": problems[r["id"]][-1],
+                 "reason": "call_failed" if problems[r["id"]][-1].startswith("call failed") else "no_valid_brief"}
                 for r in pending]
     return briefs, failures, counts
 

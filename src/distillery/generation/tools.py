@@ -44,6 +44,8 @@ class Tool:
 def load_tools(path: Path) -> dict[str, Tool]:
     try:
         items = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ToolsFileError(f"{path}: no such file (generate's tools; `make corpus` writes the demo's)") from None
     except json.JSONDecodeError as exc:
         raise ToolsFileError(f"{path}: not JSON ({exc})") from None
     if not isinstance(items, list) or not items:

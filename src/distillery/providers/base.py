@@ -50,6 +50,9 @@ class Completion:
     model: str
     scores: dict[str, float] | None = None  # score(): expected value per field
     meta: dict = field(default_factory=dict)
+    # complete_tools(): the calls the model asked for, in the OpenAI format the record contract uses:
+    # [{"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{…}"}}]
+    tool_calls: list[dict] | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -96,6 +99,24 @@ class Provider:
         seeds = seeds or [None] * len(batch)
         return [self.complete(m, temperature=temperature, max_tokens=max_tokens, seed=s, schema=schema)
                 for m, s in zip(batch, seeds)]
+
+    def complete_tools(self, messages: list[dict], tools: list[dict], *, temperature: float | None = None,
+                       max_tokens: int | None = None, seed: int | None = None) -> Completion:
+        """One assistant turn that may call tools. `messages` and `tools` are in the OpenAI format (the
+        record contract's: assistant `tool_calls`, `tool` messages with `tool_call_id`); the reply's
+        `tool_calls` too, whatever the vendor's own wire format. Hosted providers use their native tool
+        calling; this default is the text protocol of `distillery.providers.toolproto`."""
+        from distillery.providers import toolproto
+
+        return toolproto.complete_tools(self, messages, tools, temperature=temperature, max_tokens=max_tokens,
+                                        seed=seed)
+
+    def complete_tools_batch(self, batch: list[list[dict]], tools: list[dict], *, temperature: float | None = None,
+                             max_tokens: int | None = None, seeds: list[int] | None = None) -> list[Completion]:
+        from distillery.providers import toolproto
+
+        return toolproto.complete_tools_batch(self, batch, tools, temperature=temperature, max_tokens=max_tokens,
+                                              seeds=seeds)
 
     def score(self, messages: list[dict], *, fields: list[str], low: float, high: float) -> Completion:
         raise NotImplementedError(f"provider {self.name!r} cannot read token probabilities")

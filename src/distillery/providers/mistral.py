@@ -3,10 +3,21 @@
     oracle: {provider: mistral, model: mistral-large-latest}
 
 Structured output is Mistral's JSON-schema response format.
+
+Tool turns (complete_tools) use Mistral's tool calling, which takes OpenAI-format tools and messages.
+Two differences are smoothed over: Mistral accepts only tool call ids of exactly 9 letters or digits
+(ids from another model are mapped to such ids, the same way in the call and in its result), and its
+reply's arguments may be an object (they are returned as a JSON string, as the record contract says).
 """
 from __future__ import annotations
 
+import json
+import re
+
 from distillery.providers.base import Completion, HostedProvider, classify, import_sdk
+from distillery.providers.toolproto import call_id
+
+MISTRAL_ID = re.compile(r"[A-Za-z0-9]{9}")
 
 
 class MistralProvider(HostedProvider):
@@ -33,3 +44,38 @@ class MistralProvider(HostedProvider):
             raise classify(exc, self.name) from exc
         return Completion(text, reply.usage.prompt_tokens or 0, reply.usage.completion_tokens or 0,
                           self.name, self.model, meta={"finish_reason": str(choice.finish_reason)})
+
+    def complete_tools(self, messages, tools, *, temperature=None, max_tokens=None, seed=None) -> Completion:
+        kwargs = {k: v for k, v in {"temperature": temperature, "max_tokens": max_tokens,
+                                    "random_seed": seed}.items() if v is not None}
+        try:
+            reply = self.client.chat.complete(model=self.model, messages=mistral_ids(messages), tools=tools,
+                                              tool_choice="auto", **kwargs)
+            choice = reply.choices[0]
+            text = choice.message.content if isinstance(choice.message.content, str) else "".join(
+                getattr(part, "text", "") for part in choice.message.content or [])
+            calls = [{"id": c.id, "type": "function", "function": {
+                "name": c.function.name, "arguments": c.function.arguments if isinstance(c.function.arguments, str)
+                else json.dumps(c.function.arguments)}} for c in choice.message.tool_calls or []]
+        except Exception as exc:  # noqa: BLE001 - every SDK error (and a body it could not parse) becomes a ProviderError
+            raise classify(exc, self.name) from exc
+        return Completion(text, reply.usage.prompt_tokens or 0, reply.usage.completion_tokens or 0,
+                          self.name, self.model, meta={"finish_reason": str(choice.finish_reason)},
+                          tool_calls=calls or None)
+
+
+def mistral_ids(messages: list[dict]) -> list[dict]:
+    """The messages with every tool call id Mistral would reject replaced by a 9-character one derived
+    from it, so a call and its result still pair up. Ids that already fit are kept."""
+    def fix(i):
+        return i if i is None or MISTRAL_ID.fullmatch(i) else call_id(i)
+
+    out = []
+    for m in messages:
+        m = dict(m)
+        if m.get("tool_calls"):
+            m["tool_calls"] = [dict(c, id=fix(c.get("id"))) for c in m["tool_calls"]]
+        if m.get("tool_call_id"):
+            m["tool_call_id"] = fix(m["tool_call_id"])
+        out.append(m)
+    return out

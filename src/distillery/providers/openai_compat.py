@@ -5,9 +5,15 @@
 
 Structured output is asked for as a JSON-schema response format, which vLLM, Ollama, OpenAI and
 Together all enforce; the engine still validates what comes back.
+
+Tool turns (complete_tools) send `tools` with tool_choice "auto"; the history is already in this format.
+A server that refuses tools (vLLM without --enable-auto-tool-choice, llama.cpp without --jinja, an Ollama
+model without tool support) is switched once to the text protocol of distillery.providers.toolproto,
+for that call and the rest of the run, with a note in the metrics, like the JSON-mode switch below.
 """
 from __future__ import annotations
 
+import json
 import threading
 
 from distillery.providers.base import Completion, HostedProvider, ProviderError, SetupError, classify
@@ -32,6 +38,7 @@ class OpenAICompatProvider(HostedProvider):
         self.json_mode = "json_schema" if json_mode == "auto" else json_mode
         self.auto = json_mode == "auto"  # auto: one rejection of json_schema switches to json_object
         self._switching = threading.Lock()
+        self.native_tools = True  # False once the server refused `tools`: the text protocol is used instead
         self.notes: list[str] = []
 
     def connect(self, sdk, key, timeout_s):
@@ -61,6 +68,31 @@ class OpenAICompatProvider(HostedProvider):
         return Completion(text, getattr(usage, "prompt_tokens", 0) or 0, getattr(usage, "completion_tokens", 0) or 0,
                           self.name, self.model, meta={"finish_reason": reply.choices[0].finish_reason})
 
+    def complete_tools(self, messages, tools, *, temperature=None, max_tokens=None, seed=None) -> Completion:
+        if not self.native_tools:
+            return super().complete_tools(messages, tools, temperature=temperature, max_tokens=max_tokens, seed=seed)
+        kwargs = {k: v for k, v in {"temperature": temperature, "max_tokens": max_tokens, "seed": seed}.items()
+                  if v is not None}
+        try:
+            reply = self.client.chat.completions.create(model=self.model, messages=messages, tools=tools,
+                                                        tool_choice="auto", **kwargs)
+            message = reply.choices[0].message
+            calls = [openai_tool_call(c) for c in message.tool_calls or []]
+        except Exception as exc:  # noqa: BLE001 - every SDK error becomes a ProviderError
+            err = classify(exc, self.name)
+            if not rejects_tools(err):
+                raise err from exc
+            with self._switching:
+                if self.native_tools:
+                    self.native_tools = False
+                    self.notes.append(f"{self.name} at {self.base_url} refused tools ({err.status}); "
+                                      "switched to the text tool protocol")
+            return super().complete_tools(messages, tools, temperature=temperature, max_tokens=max_tokens, seed=seed)
+        usage = reply.usage
+        return Completion(message.content or "", getattr(usage, "prompt_tokens", 0) or 0,
+                          getattr(usage, "completion_tokens", 0) or 0, self.name, self.model,
+                          meta={"finish_reason": reply.choices[0].finish_reason}, tool_calls=calls or None)
+
     def _create(self, messages, kwargs, schema, mode: str):
         extra = {} if schema is None or mode == "none" else {"response_format": self.response_format(schema, mode)}
         try:
@@ -82,6 +114,27 @@ def rejects_json_schema(err: ProviderError) -> bool:
     """A 400/422/500 whose message is about the response format: the server lacks json_schema."""
     text = str(err).lower()
     return err.status in (400, 422, 500) and any(w in text for w in ("response_format", "json_schema", "json_object"))
+
+
+def openai_tool_call(call) -> dict:
+    """An SDK tool call object as the record contract's dict. Arguments a server sent as an object (some
+    do) become a JSON string; a custom (non-function) tool call keeps its name and raw input."""
+    fn = getattr(call, "function", None) or getattr(call, "custom", None)
+    arguments = getattr(fn, "arguments", None)
+    if arguments is None:
+        arguments = getattr(fn, "input", "")
+    return {"id": call.id, "type": "function", "function": {
+        "name": fn.name, "arguments": arguments if isinstance(arguments, str) else json.dumps(arguments)}}
+
+
+TOOL_REFUSALS = ("tool choice requires", "does not support tools", "tools param requires", "tool_choice",
+                 "tool calling is not supported", "tools are not supported")
+
+
+def rejects_tools(err: ProviderError) -> bool:
+    """A 400/422/500 whose message says the server or model cannot do tool calling at all."""
+    text = str(err).lower()
+    return err.status in (400, 422, 500) and any(w in text for w in TOOL_REFUSALS)
 
 
 class TogetherProvider(OpenAICompatProvider):

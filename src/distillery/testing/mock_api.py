@@ -16,6 +16,16 @@ Faults are asked for by the prompt itself, so a test corpus says what happens to
 Kinds: 401, 403, 404, 429 (with Retry-After), 500, 503, 529 (overloaded), slow (answers after `slow_s`),
 truncated (a 200 whose JSON body is cut), nonjson (a 200 with an HTML body),
 missing_dim (valid JSON without the first dimension).
+
+A request that offers tools (OpenAI `tools`, or Anthropic `tools` without a forced tool_choice) is answered
+like a small tool-using model, in each vendor's wire format: while the conversation does not end in tool
+results, it calls the FIRST tool (OpenAI/Mistral `tool_calls` with finish_reason "tool_calls"; Anthropic a
+`tool_use` block with stop_reason "tool_use"), each required argument being the first `enum` value, else a
+word of the user's last message, else "x"; after tool results it answers "According to the tool: <the
+results' first 200 characters>". Tool faults: badargs (arguments that are not JSON; for Anthropic, whose
+input is always an object, the first required key is missing), unknowntool (calls "no_such_tool").
+`tools_unsupported=True` answers any request with tools as vLLM does without --enable-auto-tool-choice;
+`object_arguments=True` sends OpenAI-style arguments as a JSON object, not a string, as TGI does.
 """
 from __future__ import annotations
 
@@ -33,11 +43,14 @@ FAULT = re.compile(r"FAULT:(\w+?)(?:x(\d+))?\b")
 
 class MockAPI:
     def __init__(self, *, latency_s: float = 0.0, rps: float | None = None, slow_s: float = 3.0,
-                 retry_after_s: float = 1.0, json_object_only: bool = False):
+                 retry_after_s: float = 1.0, json_object_only: bool = False, tools_unsupported: bool = False,
+                 object_arguments: bool = False):
         """`json_object_only`: answer like llama.cpp's server, which rejects a `json_schema` response
         format with HTTP 500 and takes `{"type": "json_object", "schema": …}`."""
         self.latency_s, self.rps, self.slow_s, self.retry_after_s = latency_s, rps, slow_s, retry_after_s
         self.json_object_only = json_object_only
+        self.tools_unsupported = tools_unsupported
+        self.object_arguments = object_arguments
         self.lock = threading.Lock()
         self.statuses: Counter = Counter()
         self.faults_served: Counter = Counter()
@@ -78,7 +91,8 @@ class MockAPI:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
 
     def __enter__(self) -> "MockAPI":
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        # A short poll interval: shutdown() waits up to one interval, and tests start many servers.
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         return self
 
     def __exit__(self, *exc):
@@ -152,6 +166,14 @@ class MockAPI:
                                                "'text' or 'json_object' [type=literal_error, input_value='json_schema']")
         if fault == "nonjson":
             return 200, {"content-type": "text/html"}, "<html><body>502 Bad Gateway</body></html>"
+        offers_tools = bool(req.get("tools")) and (req.get("tool_choice") or {}) in ({}, "auto", {"type": "auto"})
+        if offers_tools and self.tools_unsupported:
+            return self._error(400, anthropic, '"auto" tool choice requires --enable-auto-tool-choice and '
+                                               '--tool-call-parser to be set')
+        if offers_tools:
+            body = _tool_turn(req, prompt, anthropic, fault, self.object_arguments)
+            payload = json.dumps(body)
+            return 200, {}, payload[: len(payload) // 2] if fault == "truncated" else payload
         dims = _dimensions(req, prompt)
         rng = random.Random(hashlib.sha256(prompt.encode()).hexdigest())
         if dims:
@@ -216,3 +238,90 @@ def _dimensions(req: dict, prompt: str) -> list[str]:
     if "scores" in prompt and "JSON" in prompt:
         return re.findall(r'"(\w+)": <', prompt)
     return []
+
+
+def _tool_turn(req: dict, prompt: str, anthropic: bool, fault: str | None, object_arguments: bool) -> dict:
+    """One turn of a deterministic tool-using model: call the first tool, or answer from the tool results."""
+    messages = req.get("messages") or []
+    model, digest = req.get("model") or "mock", hashlib.sha256(prompt.encode()).hexdigest()
+    usage_in = len(prompt) // 4
+    results = _trailing_results(messages, anthropic)
+    if results:
+        text = "According to the tool: " + " | ".join(results)[:200]
+        if anthropic:
+            return {"id": "msg_1", "type": "message", "role": "assistant", "model": model,
+                    "content": [{"type": "text", "text": text}], "stop_reason": "end_turn", "stop_sequence": None,
+                    "usage": {"input_tokens": usage_in, "output_tokens": len(text) // 4}}
+        return _chat_body(model, {"role": "assistant", "content": text}, "stop", usage_in, len(text) // 4)
+    tool = req["tools"][0]
+    name, schema = (tool["name"], tool.get("input_schema")) if anthropic else (
+        tool["function"]["name"], tool["function"].get("parameters"))
+    required = (schema or {}).get("required") or []
+    args = {key: _argument((schema.get("properties") or {}).get(key) or {}, _last_user_text(messages))
+            for key in required}
+    if fault == "unknowntool":
+        name = "no_such_tool"
+    if anthropic:
+        if fault == "badargs":  # an Anthropic input is always an object: a required key goes missing instead
+            args = {k: v for k, v in args.items() if k != required[0]} if required else {"unexpected": "x"}
+        return {"id": "msg_1", "type": "message", "role": "assistant", "model": model,
+                "content": [{"type": "tool_use", "id": f"toolu_{digest[:12]}", "name": name, "input": args}],
+                "stop_reason": "tool_use", "stop_sequence": None,
+                "usage": {"input_tokens": usage_in, "output_tokens": 20}}
+    arguments = args if object_arguments else json.dumps(args)
+    if fault == "badargs":
+        arguments = json.dumps(args)[:-1]  # the closing brace is missing: not JSON
+    call = {"id": f"call{digest[:5]}", "type": "function", "function": {"name": name, "arguments": arguments}}
+    return _chat_body(model, {"role": "assistant", "content": None, "tool_calls": [call]}, "tool_calls", usage_in, 20)
+
+
+def _chat_body(model: str, message: dict, finish_reason: str, usage_in: int, usage_out: int) -> dict:
+    return {"id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": model,
+            "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}],
+            "usage": {"prompt_tokens": usage_in, "completion_tokens": usage_out, "total_tokens": usage_in + usage_out}}
+
+
+def _trailing_results(messages: list[dict], anthropic: bool) -> list[str]:
+    """The contents of the tool results the conversation ends with (none: the model has not called yet)."""
+    if anthropic:
+        last = messages[-1] if messages else {}
+        blocks = last.get("content") if last.get("role") == "user" else None
+        if not isinstance(blocks, list):
+            return []
+        return [b["content"] if isinstance(b.get("content"), str) else json.dumps(b.get("content"))
+                for b in blocks if b.get("type") == "tool_result"]
+    results = []
+    for m in reversed(messages):
+        if m.get("role") != "tool":
+            break
+        results.insert(0, m.get("content") if isinstance(m.get("content"), str) else json.dumps(m.get("content")))
+    return results
+
+
+def _last_user_text(messages: list[dict]) -> str:
+    for m in reversed(messages):
+        if m.get("role") != "user":
+            continue
+        content = m.get("content")
+        if isinstance(content, str):
+            return FAULT.sub("", content)
+        texts = [b.get("text", "") for b in content or [] if isinstance(b, dict) and b.get("type") == "text"]
+        if texts:
+            return FAULT.sub("", " ".join(texts))
+    return ""
+
+
+def _argument(spec: dict, user_text: str):
+    """A value for one required argument: the first enum value, else a word of the user's message, else "x".
+    The word is the last capitalised one after the first (a name: "Weather in Paris?" gives "Paris"),
+    else the longest."""
+    if spec.get("enum"):
+        return spec["enum"][0]
+    if spec.get("type") in ("integer", "number"):
+        number = re.search(r"\d+", user_text)
+        return int(number.group()) if number else 1
+    if spec.get("type") == "boolean":
+        return True
+    words = re.findall(r"[^\W\d_]+", user_text)
+    names = [w for w in words[1:] if w[0].isupper()]
+    return names[-1] if names else max(words, key=len) if words else "x"

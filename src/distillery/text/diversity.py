@@ -41,7 +41,10 @@ def self_repetition(texts: list[str], n: int = 4, tokens: list[list[str]] | None
 
 def vendi_score(texts: list[str], model: str, sample: int, seed: int) -> float:
     """exp(entropy of the eigenvalues of the cosine-similarity matrix / n): the effective number of
-    distinct responses in a seeded sample (1 = all alike, n = all orthogonal), on MiniLM embeddings."""
+    distinct responses in a seeded sample (1 = all alike, n = all orthogonal), on MiniLM embeddings;
+    0 for no texts at all."""
+    if not texts:
+        return 0.0
     import numpy as np
     import torch
     from transformers import AutoModel, AutoTokenizer
