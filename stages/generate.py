@@ -120,7 +120,7 @@ def main():
         "accepted_rate": round(len(records) / max(1, len(planned.rows)), 4),
         "coverage_planned": planned.report, "coverage_accepted": coverage_report(space, accepted_rows),
         "pairs_covered_accepted": _pairs(coverage_report(space, accepted_rows)),
-        "counts": dict(sorted(counts.items())), "diversity": diversity_metrics(answers, params.diversity),
+        "this_run": dict(sorted(counts.items())), "diversity": diversity_metrics(answers, params.diversity),
         "tool_calls": tool_calls, "tool_errors": dict(tool_errors),
         "with_tool_calls": sum(r["generation"]["tool_calls"] > 0 for r in records),
         "calls_per_accepted": round(stats["calls"] / max(1, len(records)), 3), **stats})

@@ -145,3 +145,46 @@ def test_the_gate_rejects_duplicates_and_templated_answers():
     canned = {"id": "d", "messages": [{"role": "assistant", "content": "Lima is warm. I hope this helps!"}]}
     assert gate.check(canned)[0] == "templated"
     assert gate.check({"id": "e", "messages": [{"role": "assistant", "content": "Hanoi: heavy rain all day."}]}) is None
+
+
+def _stage(tmp_path, out: str, api, state: str, extra=()):
+    """The generate stage as dvc.yaml runs it, against a loopback OpenAI-compatible API."""
+    import sys
+
+    from tests.conftest import params_file
+
+    params_file(tmp_path / f"{state}.yaml", {"base": {"generator": {
+        "provider": "openai_compat", "model": "mock", "base_url": api.url + "/v1", "concurrency": 2, "timeout_s": 5},
+        "state_dir": str(tmp_path / state)}})
+    (tmp_path / "corpus.jsonl").write_text("")
+    o = tmp_path / out
+    return [sys.executable, str(ROOT / "stages/generate.py"), "--params", str(tmp_path / f"{state}.yaml"),
+            "--corpus", str(tmp_path / "corpus.jsonl"), "--tools", str(TOOLS), "--database", str(WORLD),
+            *(arg for name in ("brief", "assistant", "user")
+              for arg in (f"--{name}-prompt", str(ROOT / "prompts" / f"generate_{name}.md"))),
+            "--out", str(o / "corpus.jsonl"), "--plan", str(o / "plan.json"), "--failures", str(o / "failures.jsonl"),
+            "--metrics", str(o / "m.json"), "--details", str(o / "d.json"), *extra]
+
+
+def test_kill_9_mid_generate_then_rerun_loses_nothing_and_pays_only_what_was_in_flight(tmp_path):
+    import os
+    import subprocess
+
+    from distillery.testing.mock_api import MockAPI
+    from tests.conftest import kill_after_journal_lines
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    with MockAPI(latency_s=0.05) as api:
+        clean = _stage(tmp_path, "clean", api, "clean-state")
+        assert subprocess.run(clean, env=env, capture_output=True).returncode == 0
+        uninterrupted = api.requests
+        cmd = _stage(tmp_path, "killed", api, "state")
+        kill_after_journal_lines(cmd, env, tmp_path / "state/journal/generate.jsonl", 14, poll_s=0.01)
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        paid = api.requests - uninterrupted
+    # The same conversations as a run that was never killed, each once; nothing paid twice but the
+    # requests that were on the wire at the kill (concurrency 2).
+    killed = (tmp_path / "killed/corpus.jsonl").read_text()
+    assert killed == (tmp_path / "clean/corpus.jsonl").read_text() and killed.count('"id": "gen-scn-') > 6
+    assert uninterrupted <= paid <= uninterrupted + 2

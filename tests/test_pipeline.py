@@ -182,7 +182,8 @@ def test_a_forced_rerun_from_scratch_writes_byte_identical_outputs(project):
 
 
 ACCOUNTING = {"calls", "cache_hits", "journal_hits", "retries", "call_failures", "fallbacks", "input_tokens",
-              "output_tokens", "cost_usd", "rate_limit_wait_s", "by_provider", "unpriced_models"}
+              "output_tokens", "cost_usd", "rate_limit_wait_s", "by_provider", "unpriced_models",
+              "this_run", "calls_per_accepted"}  # generate: what this run paid for, not what it made
 
 
 def without_accounting(metrics: dict) -> dict:
@@ -254,3 +255,19 @@ def test_queued_experiments_share_the_call_cache_and_plots_diff_compares_them(pr
                  if d.get("name") == "again")
     calibrate = next(d for d in _dicts(again) if isinstance(d.get("data"), dict) and "false_positive_rate" in d["data"])
     assert calibrate["data"]["calls"] == 0 and calibrate["data"]["n"] > 0
+
+
+def test_generate_params_touch_generate_alone_and_template_mining_params_do_not(project):
+    """DVC tracks generate's own section (and the known phrases it rejects): a change there reruns
+    generate (then whatever reads its corpus); a mining threshold of detect_templates leaves it alone."""
+    root, _ = project
+    run(["dvc", "repro"], root)
+    original = (root / "params.yaml").read_text()
+    for section, key, value, expected in (("generate", "per_call", 3, {"generate"}),
+                                          ("detect_templates", "min_count", 6, {"detect_templates"})):
+        params = yaml.safe_load(original)
+        params[section][key] = value
+        (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        changed = {name.split(":")[-1] for name in json.loads(run(["dvc", "status", "--json"], root).stdout)}
+        assert changed == expected, (section, changed)
+    (root / "params.yaml").write_text(original)

@@ -176,6 +176,15 @@ class MockAPI:
             return 200, {}, payload[: len(payload) // 2] if fault == "truncated" else payload
         dims = _dimensions(req, prompt)
         rng = random.Random(hashlib.sha256(prompt.encode()).hexdigest())
+        asked = re.findall(r'^\{"id": "([^"]+)"', prompt, flags=re.M)  # generate's briefs: one item per scenario
+        if asked and not dims:
+            briefs = [{"id": sid, "situation": f"mock situation {rng.randrange(10**6)}",
+                       "opening": f"What is the weather in {rng.choice(BRIEF_CITIES)} {rng.choice(BRIEF_DAYS)}? "
+                                  f"(mock {rng.randrange(10**6)})"} for sid in asked]
+            data = None
+            prompt_briefs = json.dumps(briefs)
+        else:
+            prompt_briefs = None
         if dims:
             scores = {d: rng.randint(0, 10) for d in dims}
             if fault == "missing_dim":
@@ -183,7 +192,7 @@ class MockAPI:
             data = {"scores": scores, "reasoning": "mock"}
         else:
             data = None
-        text = json.dumps(data) if data else "A mock answer " + " ".join(
+        text = json.dumps(data) if data else prompt_briefs or "A mock answer " + " ".join(
             rng.choice(["clear", "short", "useful", "plain", "kind"]) for _ in range(8))
         usage_in, usage_out = len(prompt) // 4, len(text) // 4
         model = req.get("model") or "mock"
@@ -210,6 +219,10 @@ class MockAPI:
         body = ({"type": "error", "error": {"type": kind, "message": message}} if anthropic
                 else {"error": {"message": message, "type": kind, "code": status}, "object": "error"})
         return status, headers, json.dumps(body)
+
+
+BRIEF_CITIES = ["Paris", "Oslo", "Lima", "Tokyo", "Cairo", "Denver", "Hanoi", "Toronto", "Rome", "Seoul"]
+BRIEF_DAYS = ["today", "tomorrow", "saturday", "sunday", "monday"]
 
 
 def _prompt_text(req: dict) -> str:
@@ -312,11 +325,11 @@ def _last_user_text(messages: list[dict]) -> str:
 
 
 def _argument(spec: dict, user_text: str):
-    """A value for one required argument: the first enum value, else a word of the user's message, else "x".
-    The word is the last capitalised one after the first (a name: "Weather in Paris?" gives "Paris"),
-    else the longest."""
+    """A value for one required argument: the enum value the user's message names (else the first), else a
+    word of the user's message, else "x". The word is the last capitalised one after the first (a name:
+    "Weather in Paris?" gives "Paris"), else the longest."""
     if spec.get("enum"):
-        return spec["enum"][0]
+        return next((v for v in spec["enum"] if str(v).lower() in user_text.lower()), spec["enum"][0])
     if spec.get("type") in ("integer", "number"):
         number = re.search(r"\d+", user_text)
         return int(number.group()) if number else 1
