@@ -8,6 +8,7 @@ output is the corpus the rest of the pipeline reads: your own records, then the 
 
     python stages/generate.py --corpus data/raw/corpus.jsonl --tools data/raw/tools.json \
         --database data/raw/world.sql --brief-prompt prompts/generate_brief.md \
+        --opening-prompt prompts/generate_opening.md \
         --assistant-prompt prompts/generate_assistant.md --user-prompt prompts/generate_user.md \
         --out data/generated/corpus.jsonl --plan data/generated/plan.json \
         --failures data/generated/failures.jsonl --metrics metrics/generate.json \
@@ -35,7 +36,8 @@ from distillery.text.templates import build_patterns
 
 HELP = {"corpus": "your own corpus: the output is it plus the accepted conversations",
         "tools": "tool declarations (OpenAI format) with the SQL of each", "database": "a .sql script or SQLite file",
-        "brief_prompt": "prompt that writes scenario briefs", "assistant_prompt": "the assistant's system message",
+        "brief_prompt": "prompt that writes scenario briefs (per_call > 1)",
+        "opening_prompt": "prompt that writes one scenario's opening message (per_call 1)", "assistant_prompt": "the assistant's system message",
         "user_prompt": "the simulated user's prompt", "out": "the corpus the pipeline uses: yours, then the accepted conversations",
         "plan": "the scenario plan and its coverage report", "failures": "scenarios with no accepted conversation",
         "metrics": "headline metrics (DVC)", "details": "every figure"}
@@ -79,7 +81,7 @@ def main():
     kw = dict(max_retries=cfg.max_retries, budget_usd=cfg.budget_usd)
     assistant = Engine.for_stage(assistant_spec, base, **kw)
     user = assistant if user_spec == assistant_spec else Engine.for_stage(user_spec, base, **kw)
-    prompts = {"brief": Prompt(args.brief_prompt), "assistant": Prompt(args.assistant_prompt), "user": Prompt(args.user_prompt)}
+    prompts = {name: Prompt(getattr(args, f"{name}_prompt")) for name in ("brief", "opening", "assistant", "user")}
     world = {"tools": _digest(args.tools), "database": _digest(args.database), "prompts": [p.template for p in prompts.values()],
              "assistant": assistant_spec.identity(), "user": user_spec.identity(),
              "cfg": [cfg.temperature, cfg.max_tokens, cfg.turns, cfg.max_tool_rounds, cfg.per_call]}
@@ -94,7 +96,7 @@ def main():
         return
 
     try:
-        briefs, brief_failures, counts = write_briefs(planned.rows, user, prompts["brief"], tools, cfg, brief_key,
+        briefs, brief_failures, counts = write_briefs(planned.rows, user, prompts, tools, cfg, brief_key,
                                                       journal)
         gate = Gate(build_patterns([], TemplateParams(**{**vars(params.detect_templates), "mine": False})),
                     params.diversity)
@@ -134,7 +136,7 @@ def estimate(rows: list[dict], cfg, engine, prompts: dict, tools) -> dict:
     """An upper bound before paying: the real brief prompts, and every conversation step priced like its
     first (the system message, a brief-sized opening, max_tokens out), all at max_attempts."""
     groups = [rows[i:i + cfg.per_call] for i in range(0, len(rows), cfg.per_call)]
-    est = engine.estimate(brief_requests(groups, prompts["brief"], tools, cfg, 0))
+    est = engine.estimate(brief_requests(groups, prompts, tools, cfg, 0))
     first = ToolTurnRequest([{"role": "system", "content": prompts["assistant"].render()},
                              {"role": "user", "content": "x" * 400}], declarations(tools), cfg.temperature,
                             cfg.max_tokens)

@@ -108,8 +108,8 @@ def _run(tmp_path, provider, rows, journal):
     engine = Engine(ModelSpec(provider="fake", model="scripted"), CallCache(tmp_path / "cache.sqlite"),
                     provider=provider, backoff_s=0)
     tools, world = load_tools(TOOLS), Database(WORLD)
-    prompts = {name: Prompt(ROOT / "prompts" / f"generate_{name}.md") for name in ("brief", "assistant", "user")}
-    briefs, brief_failures, counts = write_briefs(rows, engine, prompts["brief"], tools, cfg,
+    prompts = {name: Prompt(ROOT / "prompts" / f"generate_{name}.md") for name in ("brief", "opening", "assistant", "user")}
+    briefs, brief_failures, counts = write_briefs(rows, engine, prompts, tools, cfg,
                                                   lambda r: f"brief:{r['id']}", journal)
     records, failures, more = generate_conversations(
         rows, briefs, lambda r: f"conversation:{r['id']}", engine, engine, tools, world, prompts, cfg,
@@ -155,12 +155,12 @@ def _stage(tmp_path, out: str, api, state: str, extra=()):
 
     params_file(tmp_path / f"{state}.yaml", {"base": {"generator": {
         "provider": "openai_compat", "model": "mock", "base_url": api.url + "/v1", "concurrency": 2, "timeout_s": 5},
-        "state_dir": str(tmp_path / state)}})
+        "state_dir": str(tmp_path / state)}, "generate": {"per_call": 5}})
     (tmp_path / "corpus.jsonl").write_text("")
     o = tmp_path / out
     return [sys.executable, str(ROOT / "stages/generate.py"), "--params", str(tmp_path / f"{state}.yaml"),
             "--corpus", str(tmp_path / "corpus.jsonl"), "--tools", str(TOOLS), "--database", str(WORLD),
-            *(arg for name in ("brief", "assistant", "user")
+            *(arg for name in ("brief", "opening", "assistant", "user")
               for arg in (f"--{name}-prompt", str(ROOT / "prompts" / f"generate_{name}.md"))),
             "--out", str(o / "corpus.jsonl"), "--plan", str(o / "plan.json"), "--failures", str(o / "failures.jsonl"),
             "--metrics", str(o / "m.json"), "--details", str(o / "d.json"), *extra]

@@ -47,7 +47,8 @@ def test_the_codes_defaults_are_the_shipped_params_yaml():
         if f.default_factory is not dataclasses.MISSING:  # filter and label are required sections
             wrong += _defaults_disagreeing(f.default_factory(), data[f.name], f.name)
     wrong += _defaults_disagreeing(P.LabelParams(proceed_on_fail=data["label"]["proceed_on_fail"]), data["label"], "label")
-    assert wrong == []
+    # The demo's one knob set for its 135M model rather than for real work; params.yaml says so beside it.
+    assert wrong == ["generate.per_call: code 5, params.yaml 1"]
     # …and every key without a default is in the shipped file
     assert "proceed_on_fail" in data["label"]
 

@@ -2,7 +2,9 @@
 
 1. Briefs: `per_call` scenarios per call; the reply is a JSON array checked item by item. Valid items
    are kept (and journaled); missing or invalid ones go back in the queue for the next call (a new
-   sample), up to `max_attempts`, then they are recorded failures. Nothing is dropped silently.
+   sample), up to `max_attempts`, then they are recorded failures. Nothing is dropped silently. With
+   `per_call: 1` the reply is just the user's first message, as plain text (prompts/generate_opening.md):
+   a model too small to write JSON (the demo's) can still do that.
 2. Conversations, all advancing together so a local model answers them in device batches: the assistant
    turn is a ToolTurnRequest (native tool calling for hosted providers, the text protocol for the local
    model); each tool call is executed against the conversation's own fresh copy of the database and its
@@ -67,15 +69,31 @@ def parse_briefs(text: str, asked: set[str]) -> tuple[dict[str, dict], list[str]
     return briefs, problems
 
 
-def brief_requests(groups: list[list[dict]], prompt: Prompt, tools: dict[str, Tool], cfg, attempt: int) -> list:
-    """One call per group of scenarios; its output bound grows with the group."""
+def brief_requests(groups: list[list[dict]], prompts: dict[str, Prompt], tools: dict[str, Tool], cfg,
+                   attempt: int) -> list:
+    """One call per group of scenarios; its output bound grows with the group. A group of one asks for
+    the opening message alone, in plain text."""
     tool_list = "\n".join(f"- {t.name}: {t.declaration['function'].get('description', '')}" for t in tools.values())
-    return [CompleteRequest([{"role": "user", "content": prompt.render(
-        tools=tool_list, scenarios="\n".join(json.dumps(r, ensure_ascii=False) for r in group))}],
-        cfg.temperature, cfg.max_tokens * len(group), sample=attempt) for group in groups]
+
+    def content(group):
+        if cfg.per_call == 1:
+            return prompts["opening"].render(tools=tool_list, scenario=scenario_line(group[0]))
+        return prompts["brief"].render(tools=tool_list,
+                                       scenarios="\n".join(json.dumps(r, ensure_ascii=False) for r in group))
+
+    return [CompleteRequest([{"role": "user", "content": content(group)}], cfg.temperature,
+                            cfg.max_tokens * len(group), sample=attempt) for group in groups]
 
 
-def write_briefs(rows: list[dict], engine, prompt: Prompt, tools: dict[str, Tool], cfg, key,
+def parse_opening(text: str, row: dict) -> tuple[dict[str, dict], list[str]]:
+    """per_call 1: the reply is the user's first message; the scenario itself is the situation."""
+    opening = text.strip().strip('"').strip()
+    if not opening or len(opening) > 1000:
+        return {}, [f"{row['id']}: the opening is empty or longer than 1,000 characters"]
+    return {row["id"]: {"situation": scenario_line(row), "opening": opening}}, []
+
+
+def write_briefs(rows: list[dict], engine, prompts: dict[str, Prompt], tools: dict[str, Tool], cfg, key,
                  journal=None) -> tuple[dict[str, dict], list[dict], Counter]:
     """Briefs for every row: (briefs by id, failures, counts). `key(row)`: the journal key of a row's brief."""
     done = journal.load() if journal is not None else {}
@@ -87,7 +105,7 @@ def write_briefs(rows: list[dict], engine, prompt: Prompt, tools: dict[str, Tool
         if not pending:
             break
         groups = [pending[i:i + cfg.per_call] for i in range(0, len(pending), cfg.per_call)]
-        requests = brief_requests(groups, prompt, tools, cfg, attempt)
+        requests = brief_requests(groups, prompts, tools, cfg, attempt)
         for i, reply in engine.run(requests):
             group = groups[i]
             if isinstance(reply, BudgetExceeded):
@@ -96,7 +114,8 @@ def write_briefs(rows: list[dict], engine, prompt: Prompt, tools: dict[str, Tool
                 for r in group:
                     problems[r["id"]].append(f"call failed: {reply}")
                 continue
-            got, wrong = parse_briefs(reply.text, {r["id"] for r in group})
+            got, wrong = (parse_opening(reply.text, group[0]) if cfg.per_call == 1
+                          else parse_briefs(reply.text, {r["id"] for r in group}))
             counts["items_invalid"] += len(wrong)
             for row in group:
                 if row["id"] in got:
