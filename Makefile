@@ -18,7 +18,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_VERBOSITY ?= error
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: compare help setup constraints demo repro plan test metrics plots corpus clean-state predict
+.PHONY: scenarios compare help setup constraints demo repro plan test metrics plots corpus clean-state predict
 
 help:                ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:[^#]*## /\t/' | expand -t 16
@@ -62,6 +62,9 @@ repro: setup         ## dvc repro: run what changed, then one line per stage
 
 plan: setup          ## what the next `dvc repro` would spend on LLM calls (calls, tokens, cost), calling nothing
 	$(PY) -m distillery.pipeline.plan
+
+scenarios: setup     ## generate's plan only: data/generated/plan.json (scenarios + coverage), calling nothing
+	$(PY) -c "import shlex, subprocess, sys, yaml; cmd = yaml.safe_load(open('dvc.yaml'))['stages']['generate']['cmd']; sys.exit(subprocess.call(shlex.split(cmd) + ['--plan-only']))"
 
 test: setup          ## set up, then run the test suite
 	$(PY) -m pytest -q

@@ -192,8 +192,9 @@ class MockAPI:
             data = {"scores": scores, "reasoning": "mock"}
         else:
             data = None
-        text = json.dumps(data) if data else prompt_briefs or "A mock answer " + " ".join(
-            rng.choice(["clear", "short", "useful", "plain", "kind"]) for _ in range(8))
+        text = json.dumps(data) if data else prompt_briefs or (  # names a city and a day, as a user's message would
+            f"A mock answer about {rng.choice(BRIEF_CITIES)} {rng.choice(BRIEF_DAYS)}: "
+            + " ".join(rng.choice(["clear", "short", "useful", "plain", "kind"]) for _ in range(8)))
         usage_in, usage_out = len(prompt) // 4, len(text) // 4
         model = req.get("model") or "mock"
         if anthropic:
