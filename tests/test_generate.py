@@ -188,3 +188,28 @@ def test_kill_9_mid_generate_then_rerun_loses_nothing_and_pays_only_what_was_in_
     killed = (tmp_path / "killed/corpus.jsonl").read_text()
     assert killed == (tmp_path / "clean/corpus.jsonl").read_text() and killed.count('"id": "gen-scn-') > 6
     assert uninterrupted <= paid <= uninterrupted + 2
+
+
+class FailsOnceAfterTheTool(Scripted):
+    """The provider errors at the turn after the tool result, once: mid-conversation."""
+    failed = False
+
+    def complete_tools(self, messages, tools, *, temperature=None, max_tokens=None, seed=None):
+        if messages[-1]["role"] == "tool" and not self.failed:
+            self.failed = True
+            from distillery.providers.base import ProviderError
+            raise ProviderError("fake: HTTP 500: boom", retryable=False, status=500)
+        return super().complete_tools(messages, tools, temperature=temperature, max_tokens=max_tokens, seed=seed)
+
+
+def test_a_provider_failing_mid_conversation_resumes_it_without_paying_the_done_turns_again(tmp_path):
+    rows = [{"id": "scn-1", "topic": "weather", "persona": "twain"}]
+    provider = FailsOnceAfterTheTool()
+    journal = Journal(tmp_path / "journal.jsonl")
+    records, failures, _ = _run(tmp_path, provider, rows, journal)
+    assert records == [] and failures[0]["reason"] == "call_failed"  # recorded, not journaled: retried next run
+    before = Counter(provider.calls)
+    records, failures, _ = _run(tmp_path, provider, rows, journal)
+    assert [r["id"] for r in records] == ["gen-scn-1"] and not failures
+    # The brief came from the journal and the tool-calling turn from the cache: one call, the failed turn.
+    assert provider.calls - before == Counter(tool_turn=1)
