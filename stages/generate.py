@@ -34,13 +34,22 @@ from distillery.reports import write_metrics
 from distillery.text.diversity import diversity_metrics
 from distillery.text.templates import build_patterns
 
-HELP = {"corpus": "your own corpus: the output is it plus the accepted conversations",
-        "tools": "tool declarations (OpenAI format) with the SQL of each", "database": "a .sql script or SQLite file",
-        "brief_prompt": "prompt that writes scenario briefs (per_call > 1)",
-        "opening_prompt": "prompt that writes one scenario's opening message (per_call 1)", "assistant_prompt": "the assistant's system message",
-        "user_prompt": "the simulated user's prompt", "out": "the corpus the pipeline uses: yours, then the accepted conversations",
-        "plan": "the scenario plan and its coverage report", "failures": "scenarios with no accepted conversation",
-        "metrics": "headline metrics (DVC)", "details": "every figure"}
+HELP = {
+    "corpus": "your own corpus: the output is it plus the accepted conversations",
+    "tools": "tool declarations (OpenAI format) with the SQL of each",
+    "database": "a .sql script or SQLite file",
+    "brief_prompt": "prompt that writes scenario briefs (per_call > 1)",
+    "opening_prompt": "prompt that writes one scenario's opening message (per_call 1)",
+    "assistant_prompt": "the assistant's system message",
+    "user_prompt": "the simulated user's prompt",
+    "out": "the corpus the pipeline uses: yours, then the accepted conversations",
+    "plan": "the scenario plan and its coverage report",
+    "failures": "scenarios with no accepted conversation",
+    "metrics": "headline metrics (DVC)",
+    "details": "every figure",
+}
+NOTHING = {"provider": "-", "records": 0, "journal_hits": 0, "cache_hits": 0, "calls": 0, "input_tokens": 0,
+           "output_tokens_max": 0, "cost_usd_max": 0.0, "priced": True, "setup_problems": []}
 
 
 def main():
@@ -57,6 +66,9 @@ def main():
     base, cfg = params.base, params.generate
     seed_everything(base.seed)
     own = load_records(args.corpus)
+    if not cfg.axes and args.dry_run:
+        print_plan("generate", NOTHING)
+        return
     if not cfg.axes:
         write_records(args.out, own)
         write_records(args.failures, [])

@@ -147,16 +147,17 @@ def test_the_gate_rejects_duplicates_and_templated_answers():
     assert gate.check({"id": "e", "messages": [{"role": "assistant", "content": "Hanoi: heavy rain all day."}]}) is None
 
 
-def _stage(tmp_path, out: str, api, state: str, extra=()):
+def _stage(tmp_path, out: str, api, state: str, extra=(), write_params=True):
     """The generate stage as dvc.yaml runs it, against a loopback OpenAI-compatible API."""
     import sys
 
     from tests.conftest import params_file
 
-    params_file(tmp_path / f"{state}.yaml", {"base": {"generator": {
-        "provider": "openai_compat", "model": "mock", "base_url": api.url + "/v1", "concurrency": 2, "timeout_s": 5},
-        "state_dir": str(tmp_path / state)}, "generate": {"per_call": 5}})
-    (tmp_path / "corpus.jsonl").write_text("")
+    if write_params:
+        params_file(tmp_path / f"{state}.yaml", {"base": {"generator": {
+            "provider": "openai_compat", "model": "mock", "base_url": api.url + "/v1", "concurrency": 2,
+            "timeout_s": 5}, "state_dir": str(tmp_path / state)}, "generate": {"per_call": 5}})
+        (tmp_path / "corpus.jsonl").write_text("")
     o = tmp_path / out
     return [sys.executable, str(ROOT / "stages/generate.py"), "--params", str(tmp_path / f"{state}.yaml"),
             "--corpus", str(tmp_path / "corpus.jsonl"), "--tools", str(TOOLS), "--database", str(WORLD),
@@ -213,3 +214,25 @@ def test_a_provider_failing_mid_conversation_resumes_it_without_paying_the_done_
     assert [r["id"] for r in records] == ["gen-scn-1"] and not failures
     # The brief came from the journal and the tool-calling turn from the cache: one call, the failed turn.
     assert provider.calls - before == Counter(tool_turn=1)
+
+
+def test_with_no_axes_generate_passes_your_corpus_through_and_plans_nothing(tmp_path):
+    import os
+    import subprocess
+
+    import yaml
+
+    from distillery.records import write_records
+    from tests.conftest import conversation
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["generate"]["axes"] = {}
+    params["base"]["state_dir"] = str(tmp_path / "state")
+    (tmp_path / "state.yaml").write_text(yaml.safe_dump(params))
+    cmd = _stage(tmp_path, "out", None, "state", write_params=False)
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    write_records(tmp_path / "corpus.jsonl", [conversation("a", "Sunny."), conversation("b", "Rain.")])
+    dry = subprocess.run(cmd + ["--dry-run"], env=env, capture_output=True, text=True)
+    assert dry.returncode == 0 and '"calls": 0' in dry.stdout and not (tmp_path / "out").exists()
+    assert subprocess.run(cmd, env=env, capture_output=True).returncode == 0
+    assert (tmp_path / "out/corpus.jsonl").read_text() == (tmp_path / "corpus.jsonl").read_text()
