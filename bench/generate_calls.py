@@ -38,7 +38,7 @@ def run(scenarios: int, per_call: int, api, rps: float | None, concurrency: int)
     with tempfile.TemporaryDirectory() as tmp:
         engine = Engine(spec, CallCache(Path(tmp) / "cache.sqlite"), max_retries=4, backoff_s=0.2)
         tools, world = load_tools(ROOT / "data/raw/tools.json"), Database(ROOT / "data/raw/world.sql")
-        prompts = {n: Prompt(ROOT / "prompts" / f"generate_{n}.md") for n in ("brief", "opening", "assistant", "user")}
+        prompts = {n: Prompt(ROOT / "prompts" / f"generate_{n}.md") for n in ("brief", "opening", "document", "assistant", "user")}
         start, before = time.perf_counter(), api.requests
         briefs, _, counts = write_briefs(rows, engine, prompts, tools, cfg, lambda r: r["id"])
         records, failures, _ = generate_conversations(rows, briefs, lambda r: r["id"], engine, engine, tools, world,

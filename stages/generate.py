@@ -8,7 +8,7 @@ output is the corpus the rest of the pipeline reads: your own records, then the 
 
     python stages/generate.py --corpus data/raw/corpus.jsonl --tools data/raw/tools.json \
         --database data/raw/world.sql --brief-prompt prompts/generate_brief.md \
-        --opening-prompt prompts/generate_opening.md \
+        --opening-prompt prompts/generate_opening.md --document-prompt prompts/generate_document.md \
         --assistant-prompt prompts/generate_assistant.md --user-prompt prompts/generate_user.md \
         --out data/generated/corpus.jsonl --plan data/generated/plan.json \
         --failures data/generated/failures.jsonl --metrics metrics/generate.json \
@@ -40,6 +40,7 @@ HELP = {
     "database": "a .sql script or SQLite file",
     "brief_prompt": "prompt that writes scenario briefs (per_call > 1)",
     "opening_prompt": "prompt that writes one scenario's opening message (per_call 1)",
+    "document_prompt": "prompt that writes the user's document (mode: document)",
     "assistant_prompt": "the assistant's system message",
     "user_prompt": "the simulated user's prompt",
     "out": "the corpus the pipeline uses: yours, then the accepted conversations",
@@ -76,10 +77,12 @@ def main():
         write_metrics("generate", args.metrics, args.details, {"scenarios": 0, "accepted": 0})
         print(f"generate: off (generate.axes is empty): the corpus is your own {len(own)} records")
         return
+    if cfg.mode not in ("conversation", "document"):
+        raise SystemExit(f"generate: mode: expected conversation or document, got {cfg.mode!r}")
     try:
         space = Space.from_params(cfg.axes, cfg.min_per_bucket, cfg.pairwise, [tuple(g) for g in cfg.combine])
         planned = plan(space, cfg.scenarios, cfg.seed)
-        tools = load_tools(args.tools)
+        tools = load_tools(args.tools) if cfg.mode == "conversation" else {}  # a document is answered, not looked up
     except (ValueError, ToolsFileError) as exc:
         raise SystemExit(f"generate: {exc}") from None
     write_json(args.plan, {"rows": planned.rows, "report": planned.report})
@@ -93,10 +96,11 @@ def main():
     kw = dict(max_retries=cfg.max_retries, budget_usd=cfg.budget_usd)
     assistant = Engine.for_stage(assistant_spec, base, **kw)
     user = assistant if user_spec == assistant_spec else Engine.for_stage(user_spec, base, **kw)
-    prompts = {name: Prompt(getattr(args, f"{name}_prompt")) for name in ("brief", "opening", "assistant", "user")}
+    prompts = {name: Prompt(getattr(args, f"{name}_prompt")) for name in ("brief", "opening", "document", "assistant", "user")}
     world = {"tools": _digest(args.tools), "database": _digest(args.database), "prompts": [p.template for p in prompts.values()],
              "assistant": assistant_spec.identity(), "user": user_spec.identity(),
-             "cfg": [cfg.temperature, cfg.max_tokens, cfg.turns, cfg.max_tool_rounds, cfg.per_call]}
+             "cfg": [cfg.mode, cfg.temperature, cfg.max_tokens, cfg.document_tokens, cfg.turns, cfg.max_tool_rounds,
+                     cfg.per_call]}
     brief_key = lambda row: content_key(kind="brief", row=row, **world)  # noqa: E731
     conversation_key = lambda row: content_key(kind="conversation", row=row, **world)  # noqa: E731
     journal = Journal(Path(base.state_dir) / "journal" / "generate.jsonl")
@@ -149,10 +153,11 @@ def estimate(rows: list[dict], cfg, engine, prompts: dict, tools) -> dict:
     first (the system message, a brief-sized opening, max_tokens out), all at max_attempts."""
     groups = [rows[i:i + cfg.per_call] for i in range(0, len(rows), cfg.per_call)]
     est = engine.estimate(brief_requests(groups, prompts, tools, cfg, 0))
+    document = cfg.mode == "document"  # a document, then the answer; else turns with tool rounds
     first = ToolTurnRequest([{"role": "system", "content": prompts["assistant"].render()},
-                             {"role": "user", "content": "x" * 400}], declarations(tools), cfg.temperature,
-                            cfg.max_tokens)
-    steps = len(rows) * (cfg.turns * (1 + cfg.max_tool_rounds) + cfg.turns - 1)
+                             {"role": "user", "content": "x" * (400 + 4 * cfg.document_tokens * document)}],
+                            declarations(tools), cfg.temperature, max(cfg.max_tokens, cfg.document_tokens * document))
+    steps = len(rows) * (2 if document else cfg.turns * (1 + cfg.max_tool_rounds) + cfg.turns - 1)
     step = engine.budget.estimate(engine.members[0], [first] * steps)
     plan = {k: est[k] + step[k] for k in ("calls", "input_tokens", "output_tokens_max", "cost_usd_max")}
     return {**est, **plan, "records": len(rows), "journal_hits": 0, "calls_max": plan["calls"] * cfg.max_attempts,

@@ -108,7 +108,7 @@ def _run(tmp_path, provider, rows, journal):
     engine = Engine(ModelSpec(provider="fake", model="scripted"), CallCache(tmp_path / "cache.sqlite"),
                     provider=provider, backoff_s=0)
     tools, world = load_tools(TOOLS), Database(WORLD)
-    prompts = {name: Prompt(ROOT / "prompts" / f"generate_{name}.md") for name in ("brief", "opening", "assistant", "user")}
+    prompts = {name: Prompt(ROOT / "prompts" / f"generate_{name}.md") for name in ("brief", "opening", "document", "assistant", "user")}
     briefs, brief_failures, counts = write_briefs(rows, engine, prompts, tools, cfg,
                                                   lambda r: f"brief:{r['id']}", journal)
     records, failures, more = generate_conversations(
@@ -161,7 +161,7 @@ def _stage(tmp_path, out: str, api, state: str, extra=(), write_params=True):
     o = tmp_path / out
     return [sys.executable, str(ROOT / "stages/generate.py"), "--params", str(tmp_path / f"{state}.yaml"),
             "--corpus", str(tmp_path / "corpus.jsonl"), "--tools", str(TOOLS), "--database", str(WORLD),
-            *(arg for name in ("brief", "opening", "assistant", "user")
+            *(arg for name in ("brief", "opening", "document", "assistant", "user")
               for arg in (f"--{name}-prompt", str(ROOT / "prompts" / f"generate_{name}.md"))),
             "--out", str(o / "corpus.jsonl"), "--plan", str(o / "plan.json"), "--failures", str(o / "failures.jsonl"),
             "--metrics", str(o / "m.json"), "--details", str(o / "d.json"), *extra]
@@ -236,3 +236,37 @@ def test_with_no_axes_generate_passes_your_corpus_through_and_plans_nothing(tmp_
     assert dry.returncode == 0 and '"calls": 0' in dry.stdout and not (tmp_path / "out").exists()
     assert subprocess.run(cmd, env=env, capture_output=True).returncode == 0
     assert (tmp_path / "out/corpus.jsonl").read_text() == (tmp_path / "corpus.jsonl").read_text()
+
+
+class Documents(Scripted):
+    """Briefs as Scripted writes them; a document for the document prompt; an answer that quotes it."""
+
+    def complete(self, messages, *, temperature=None, max_tokens=None, seed=None, schema=None):
+        prompt = messages[-1]["content"]
+        if "Write the document" in prompt:
+            self.calls["document"] += 1
+            words = " ".join(random.Random(prompt).sample(WORDS, 10))
+            return Completion(f"Itinerary memo: {words}.", 50, 30, self.name, self.model, meta={"finish_reason": "stop"})
+        if prompt.startswith("You are") or messages[0]["role"] == "system":
+            self.calls["answer"] += 1
+            memo = messages[-1]["content"].split("Itinerary memo: ")[-1]
+            return Completion(f"Your memo says {memo}", 50, 20, self.name, self.model, meta={"finish_reason": "stop"})
+        return super().complete(messages, temperature=temperature, max_tokens=max_tokens, seed=seed, schema=schema)
+
+
+def test_document_mode_writes_a_document_then_the_answer_to_it_and_keeps_the_document(tmp_path):
+    rows = [{"id": f"scn-{i}", "doc_type": "memo"} for i in range(1, 3)]
+    provider = Documents()
+    cfg = GenerateParams(axes={"doc_type": ["memo"]}, per_call=2, mode="document")
+    engine = Engine(ModelSpec(provider="fake", model="scripted"), CallCache(tmp_path / "cache.sqlite"),
+                    provider=provider, backoff_s=0)
+    prompts = {name: Prompt(ROOT / "prompts" / f"generate_{name}.md")
+               for name in ("brief", "opening", "document", "assistant", "user")}
+    briefs, _, _ = write_briefs(rows, engine, prompts, {}, cfg, lambda r: r["id"])
+    records, failures, _ = generate_conversations(rows, briefs, lambda r: r["id"], engine, engine, {},
+                                                  Database(WORLD), prompts, cfg, Gate([], DiversityParams()))
+    assert not failures and provider.calls["document"] == 2 and provider.calls["answer"] == 2
+    record = records[0]
+    assert [m["role"] for m in record["messages"]] == ["system", "user", "assistant"] and "tools" not in record
+    assert record["document"].startswith("Itinerary memo: ") and record["document"] in record["messages"][1]["content"]
+    assert record["messages"][2]["content"].endswith(record["document"].split("Itinerary memo: ")[1])

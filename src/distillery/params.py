@@ -198,6 +198,8 @@ class GenerateParams:
     min_per_bucket: int = 1
     pairwise: bool = True  # every pair of values across two axes appears at least once
     combine: list[list[str]] = field(default_factory=list)  # every combination of these axes, each group
+    mode: str = "conversation"  # conversation: tool-using turns | document: a document, then the answer to it
+    document_tokens: int = 300  # document mode: the document's length bound
     per_call: int = 5  # scenario briefs written per call (a JSON array, checked item by item)
     turns: int = 1  # user turns per conversation
     max_tool_rounds: int = 2  # tool calls answered per assistant turn before it must answer in text

@@ -11,6 +11,9 @@
    result (or error) fed back, up to `max_tool_rounds`; then the simulated user writes the next message,
    for `turns` user turns. Every step is a cached call, so a killed run replays finished steps from the
    cache for free; a finished conversation is journaled whole.
+   `mode: document` (document-grounded) first has the brief's writer produce a document of the scenario's
+   type and length (prompts/generate_document.md, `document_tokens`); the user's opening carries it, the
+   assistant answers it without tools, and the record keeps the document.
 """
 from __future__ import annotations
 
@@ -143,7 +146,8 @@ class Conversation:
     messages: list[dict] = field(default_factory=list)
     turns: int = 0  # assistant answers in text so far
     rounds: int = 0  # tool rounds in the current assistant turn
-    wants: str = "assistant"  # whose step is next: assistant | user | done
+    wants: str = "assistant"  # whose step is next: document | assistant | user | done
+    document: str | None = None
     failure: tuple[str, str] | None = None
     tool_calls: int = 0
     tool_errors: Counter = field(default_factory=Counter)
@@ -160,9 +164,15 @@ class Conversation:
         return "\n".join(lines)
 
 
-def start(row: dict, brief: dict, assistant_prompt: Prompt, database: Database, sample: int) -> Conversation:
-    system = assistant_prompt.render(scenario=scenario_line(row), **{k: v for k, v in row.items() if k != "id"})
-    conv = Conversation(row, brief, system, sample, db=database.fresh())
+def axes_of(row: dict) -> dict:
+    return {k: v for k, v in row.items() if k != "id"}
+
+
+def start(row: dict, brief: dict, assistant_prompt: Prompt, database: Database, sample: int,
+          mode: str = "conversation") -> Conversation:
+    system = assistant_prompt.render(scenario=scenario_line(row), **axes_of(row))
+    conv = Conversation(row, brief, system, sample, db=database.fresh(),
+                        wants="document" if mode == "document" else "assistant")
     conv.messages.append({"role": "user", "content": brief["opening"]})
     return conv
 
@@ -194,22 +204,16 @@ def _take_turn(conv: Conversation, reply, tools: dict[str, Tool], cfg) -> None:
     conv.wants = "done" if conv.turns >= cfg.turns else "user"
 
 
-def converse(convs: list[Conversation], assistant, user, tools: dict[str, Tool], user_prompt: Prompt, cfg) -> None:
+def converse(convs: list[Conversation], assistant, user, tools: dict[str, Tool], prompts: dict[str, Prompt],
+             cfg) -> None:
     """Advance every conversation to its end (or its failure), each step for all of them at once."""
     decl = declarations(tools)
     while active := [c for c in convs if c.wants != "done"]:
-        for role, engine in (("assistant", assistant), ("user", user)):
+        for role, engine in (("document", user), ("assistant", assistant), ("user", user)):
             group = [c for c in active if c.wants == role]
             if not group:
                 continue
-            if role == "assistant":
-                requests = [ToolTurnRequest(c.for_assistant(), decl, cfg.temperature, cfg.max_tokens,
-                                            sample=c.sample) for c in group]
-            else:
-                requests = [CompleteRequest([{"role": "user", "content": user_prompt.render(
-                    scenario=scenario_line(c.row), situation=c.brief["situation"], conversation=c.transcript())}],
-                    cfg.temperature, cfg.max_tokens, sample=c.sample) for c in group]
-            for i, reply in engine.run(requests):
+            for i, reply in engine.run([_request(role, c, decl, prompts, cfg) for c in group]):
                 conv = group[i]
                 if isinstance(reply, BudgetExceeded):
                     raise reply
@@ -217,6 +221,8 @@ def converse(convs: list[Conversation], assistant, user, tools: dict[str, Tool],
                     conv.failure, conv.wants = ("call_failed", str(reply)), "done"
                 elif role == "assistant":
                     _take_turn(conv, reply, tools, cfg)
+                elif role == "document":
+                    _take_document(conv, reply)
                 elif reply.text.strip():
                     conv.messages.append({"role": "user", "content": reply.text.strip()})
                     conv.wants = "assistant"
@@ -224,12 +230,39 @@ def converse(convs: list[Conversation], assistant, user, tools: dict[str, Tool],
                     conv.failure, conv.wants = ("no_user_message", "the simulated user wrote nothing"), "done"
 
 
+def _request(role: str, conv: Conversation, decl: list[dict], prompts: dict[str, Prompt], cfg):
+    if role == "assistant" and decl:
+        return ToolTurnRequest(conv.for_assistant(), decl, cfg.temperature, cfg.max_tokens, sample=conv.sample)
+    if role == "assistant":
+        return CompleteRequest(conv.for_assistant(), cfg.temperature, cfg.max_tokens, sample=conv.sample)
+    values = {"scenario": scenario_line(conv.row), "situation": conv.brief["situation"],
+              "opening": conv.brief["opening"], "conversation": conv.transcript(), **axes_of(conv.row)}
+    if role == "document":
+        return CompleteRequest([{"role": "user", "content": prompts["document"].render(**values)}], cfg.temperature,
+                               cfg.document_tokens, sample=conv.sample)
+    return CompleteRequest([{"role": "user", "content": prompts["user"].render(**values)}], cfg.temperature,
+                           cfg.max_tokens, sample=conv.sample)
+
+
+def _take_document(conv: Conversation, reply) -> None:
+    if not reply.text.strip() or reply.truncated:
+        conv.failure, conv.wants = ("no_document", "the document was empty or cut off at document_tokens"), "done"
+        return
+    conv.document = reply.text.strip()
+    conv.messages[-1]["content"] = f"{conv.brief['opening']}\n\n{conv.document}"
+    conv.wants = "assistant"
+
+
 def to_record(conv: Conversation, tools: dict[str, Tool]) -> dict:
     axes = {k: v for k, v in conv.row.items() if k != "id" and not k.endswith("_value")}
-    return {"id": f"gen-{conv.row['id']}", "messages": conv.for_assistant(), "tools": declarations(tools),
-            "tags": {**axes, "source": "generate"},
-            "generation": {"scenario": conv.row, "situation": conv.brief["situation"], "attempt": conv.sample,
-                           "tool_calls": conv.tool_calls, "tool_errors": dict(conv.tool_errors)}}
+    record = {"id": f"gen-{conv.row['id']}", "messages": conv.for_assistant(), "tags": {**axes, "source": "generate"},
+              "generation": {"scenario": conv.row, "situation": conv.brief["situation"], "attempt": conv.sample,
+                             "tool_calls": conv.tool_calls, "tool_errors": dict(conv.tool_errors)}}
+    if tools:
+        record["tools"] = declarations(tools)
+    if conv.document is not None:
+        record["document"] = conv.document
+    return record
 
 
 class Gate:
@@ -283,8 +316,8 @@ def generate_conversations(rows: list[dict], briefs: dict[str, dict], key, assis
     for attempt in range(cfg.max_attempts):
         if not pending:
             break
-        convs = [start(r, briefs[r["id"]], prompts["assistant"], database, attempt) for r in pending]
-        converse(convs, assistant, user, tools, prompts["user"], cfg)
+        convs = [start(r, briefs[r["id"]], prompts["assistant"], database, attempt, cfg.mode) for r in pending]
+        converse(convs, assistant, user, tools, prompts, cfg)
         pending = []
         for conv in convs:
             counts["tool_calls"] += conv.tool_calls
