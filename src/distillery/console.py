@@ -20,3 +20,11 @@ def quiet_libraries() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", message=".*pin_memory.*")
+
+
+def quiet_progress_bars() -> None:
+    """transformers' own bars (e.g. de-quantising a GGUF file), which no environment variable turns off."""
+    if os.environ.get("DISTILLERY_VERBOSE", "") in ("", "0"):
+        from transformers.utils import logging
+
+        logging.disable_progress_bar()

@@ -15,6 +15,7 @@ import hashlib
 import os
 from pathlib import Path
 
+from distillery.console import quiet_progress_bars
 from distillery.modelpath import resolve_model_path
 from distillery.providers.base import Completion, Provider
 
@@ -45,10 +46,14 @@ def load_causal_lm(spec: str, dtype: str = "auto"):
     path = resolve_model_path(spec)
     if path.endswith(".gguf"):
         gguf = Path(path)
-        stat = gguf.stat()
-        key = hashlib.sha256(f"{gguf.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+        # The file's content decides the key (its size and first megabyte), not where or when it was
+        # installed: a fresh venv of the same wheel finds the conversion already made.
+        with gguf.open("rb") as fh:
+            head = fh.read(1 << 20)
+        key = hashlib.sha256(f"{gguf.name}:{gguf.stat().st_size}:".encode() + head).hexdigest()[:12]
         converted = model_cache_dir() / f"{gguf.stem}-{key}"
         if not (converted / "config.json").exists():
+            quiet_progress_bars()
             tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
             model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
             # The weights are de-quantised floats now; forget the GGUF quantizer so they can be saved.
