@@ -237,4 +237,6 @@ def test_a_server_that_dies_mid_run_stops_the_stage_instead_of_failing_every_rec
         for i, reply in engine.run(requests):
             settled.append(reply)
     assert "Connection refused" in str(stop.value) and "server running" in str(stop.value)
-    assert sum(isinstance(r, CallFailed) for r in settled) == STOP_AFTER_ANSWERED - 1 and len(provider.calls) < 40  # of 100
+    # Stopped after 3 answers and about STOP_AFTER_ANSWERED failures (a few more were in flight on other
+    # threads), not after 100; how many failures were yielded before the stop depends on thread timing.
+    assert len(provider.calls) < 3 + STOP_AFTER_ANSWERED + 8 and sum(isinstance(r, CallFailed) for r in settled) < STOP_AFTER_ANSWERED
