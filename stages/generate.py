@@ -162,8 +162,7 @@ def estimate(rows: list[dict], cfg, engine, prompts: dict, tools) -> dict:
     plan = {k: est[k] + step[k] for k in ("calls", "input_tokens", "output_tokens_max", "cost_usd_max")}
     return {**est, **plan, "records": len(rows), "journal_hits": 0, "calls_max": plan["calls"] * cfg.max_attempts,
             "output_tokens_max": plan["output_tokens_max"] * cfg.max_attempts,
-            "cost_usd_max": round(plan["cost_usd_max"] * cfg.max_attempts, 4), "setup_problems": [
-                p for m in engine.members if (p := getattr(m.provider, "setup_problem", lambda: None)())]}
+            "cost_usd_max": round(plan["cost_usd_max"] * cfg.max_attempts, 4), "setup_problems": engine.setup_problems()}
 
 
 def _pairs(report: dict) -> float:

@@ -168,6 +168,10 @@ class Engine:
         return {"prompts": len(requests), "cache_hits": len(hits),
                 **self.budget.estimate(self.members[0], [r for i, r in enumerate(requests) if i not in hits])}
 
+    def setup_problems(self) -> list[str]:
+        """What would stop the first call (a missing key or SDK), found without calling: for plans."""
+        return [p for m in self.members if (p := getattr(m.provider, "setup_problem", lambda: None)())]
+
     # --- conveniences ---------------------------------------------------------------------------
     def complete_request(self, messages, *, temperature=None, max_tokens=None, sample: int = 0,
                          schema=None) -> CompleteRequest:

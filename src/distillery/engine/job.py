@@ -143,10 +143,9 @@ class JobRunner:
         _, resumed, todo = self._split(records)
         est = self.engine.estimate([self.job.request(r, self.job.first_attempt) for r in todo])
         n = self.job.max_attempts
-        problems = [p for m in self.engine.members if (p := getattr(m.provider, "setup_problem", lambda: None)())]
         return {"records": len(records), "journal_hits": len(resumed), **est, "calls_max": est["calls"] * n,
                 "cost_usd_max": round(est["cost_usd_max"] * n, 4),
-                "output_tokens_max": est["output_tokens_max"] * n, "setup_problems": problems}
+                "output_tokens_max": est["output_tokens_max"] * n, "setup_problems": self.engine.setup_problems()}
 
     def run(self, records: list[dict]) -> JobResult:
         from tqdm import tqdm
