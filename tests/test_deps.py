@@ -37,4 +37,5 @@ def test_a_missing_dep_is_caught(tmp_path):
 
 
 def test_make_plan_finds_the_llm_stages_from_their_imports():
-    assert llm_stages({"stages": STAGES}, ROOT) == ["generate", "calibrate", "validate", "regenerate", "label"]
+    assert llm_stages({"stages": STAGES}, ROOT) == ["generate", "calibrate", "validate", "regenerate", "label",
+                                                    "evaluate_chat"]

@@ -8,13 +8,15 @@ import sys
 import pytest
 import yaml
 
+from distillery.evaluation.chat import chat_verdict
 from distillery.evaluation.regression import deploy_verdict
 from distillery.params import load_params
 from distillery.records import load_records, subject_text, write_records
 from distillery.testing.demo_corpus import build
 from tests.conftest import ROOT, merge
 
-STAGES = ["generate", "calibrate", "validate", "detect_templates", "regenerate", "label", "split", "train", "evaluate"]
+STAGES = ["generate", "calibrate", "validate", "detect_templates", "regenerate", "label", "split", "train", "evaluate",
+          "train_chat", "evaluate_chat"]
 TINY = {
     "base": {"oracle": {"provider": "fake", "model": "fake"}, "generator": {"provider": "fake", "model": "fake",
                                                                             "temperature": 0.9}},
@@ -22,6 +24,8 @@ TINY = {
     "validate": {"n_positive": 4, "n_negative": 4, "n_edge": 2},
     "detect_templates": {"min_count": 5, "max_templates": 3},
     "train": {"epochs": 1, "max_length": 64, "batch_size": 16},
+    "train_chat": {"max_examples": 8, "max_length": 96, "batch_size": 4},
+    "evaluate_chat": {"max_examples": 3, "max_new_tokens": 8, "bootstrap": 100},
 }
 
 
@@ -96,6 +100,22 @@ def test_repro_runs_all_eight_stages_and_writes_metrics_and_reports(project):
     assert not (texts["train"] & texts["val"]) and not (texts["train"] & texts["test"]) and not (texts["val"] & texts["test"])
     assert metrics(root, "templates")["flagged"] > 0
     assert metrics(root, "regenerate")["template_rate_after"] < metrics(root, "regenerate")["template_rate_before"]
+    # The chat student: an adapter evaluate_chat loaded, judged in both orders, its verdict from the thresholds.
+    assert (root / "models/chat/adapter_model.safetensors").exists()
+    tc, ec = details(root, "train_chat"), details(root, "evaluate_chat")
+    assert tc["train_size"] == 8 and tc["tokens_per_second"] > 0 and tc["peak_rss_gb"] > 0
+    chat_thresholds = load_params(root / "params.yaml").evaluate_chat.thresholds
+    assert (ec["verdict"], ec["reasons"]) == chat_verdict(ec["student_vs_base"], ec["flip_rate"], ec["style"]["student"],
+                                                          (ec["tool_calls"] or {}).get("student"), chat_thresholds)
+    comparisons = load_records_any(root / "data/chat_eval/comparisons.jsonl")
+    assert len(comparisons) == 3 * 3 and all("verdict_ba" in c for c in comparisons)
+    assert ec["judgements"] == 3 * 3 * 2 and ec["judge_failures"] == 0
+    assert set(ec["traits"]) == {"student", "base", "reference"}
+    assert "## Side by side" in (root / "reports/chat_evaluation.md").read_text()
+
+
+def load_records_any(path):
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def test_second_repro_is_a_no_op(project):
@@ -117,7 +137,7 @@ def test_changing_split_seed_reruns_only_split_train_evaluate_and_metrics_diff_s
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["split"]["seed"] = 7
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    assert ran(run(["dvc", "repro"], root).stdout) == ["split", "train", "evaluate"]
+    assert ran(run(["dvc", "repro"], root).stdout) == ["split", "train", "evaluate", "train_chat", "evaluate_chat"]
     diff = json.loads(run(["dvc", "metrics", "diff", "--json"], root).stdout)
     assert "metrics/evaluate.json" in diff and "metrics/label.json" not in diff
     assert "seed" not in json.loads((root / "metrics/split.json").read_text())  # a param, not a metric:
@@ -144,7 +164,7 @@ def test_plots_render_offline_and_the_report_embeds_them(project):
     root, _ = project
     run(["python", "-m", "distillery.plots", "--out", "offline/plots.html"], root)
     page = (root / "offline/plots.html").read_text()
-    assert page.count("<svg") == 3 and "cdn" not in page.lower()  # three plots, drawn, nothing to fetch
+    assert page.count("<svg") == 5 and "cdn" not in page.lower()  # five plots, drawn, nothing to fetch
     report = (root / "reports/evaluation.md").read_text()
     for figure in ("figures/training.svg", "figures/test_predictions.svg"):
         assert f"]({figure})" in report and (root / "reports" / figure).read_text().startswith("<svg")
@@ -183,7 +203,8 @@ def test_a_forced_rerun_from_scratch_writes_byte_identical_outputs(project):
 
 ACCOUNTING = {"calls", "cache_hits", "journal_hits", "retries", "call_failures", "fallbacks", "input_tokens",
               "output_tokens", "cost_usd", "rate_limit_wait_s", "by_provider", "unpriced_models",
-              "this_run", "calls_per_accepted"}  # generate: what this run paid for, not what it made
+              "this_run", "calls_per_accepted",  # generate: what this run paid for, not what it made
+              "train_seconds", "seconds_per_epoch", "tokens_per_second", "peak_rss_gb"}  # train_chat: this machine's speed
 
 
 def without_accounting(metrics: dict) -> dict:

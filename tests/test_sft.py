@@ -27,7 +27,8 @@ from pathlib import Path
 
 import pytest
 
-from distillery.training.sft import (IGNORE, META_FILE, SFTParams, generate_answers, load_chat_student,
+from distillery.params import ChatLoraParams, TrainChatParams
+from distillery.training.sft import (IGNORE, META_FILE, generate_answers, load_chat_student,
                                      generate_with, padding_collator, prompt_text, render, render_all, train_sft)
 from tests.conftest import conversation
 
@@ -57,9 +58,9 @@ def weather(i: int) -> dict:
     return conversation(f"r{i}", f"Sunny and {18 + i}°C in {city}: no umbrella today.", city=city)
 
 
-def recipe() -> SFTParams:
-    return SFTParams(enabled=True, epochs=1, learning_rate=2e-4, batch_size=4, max_length=128, lora_r=4,
-                     lora_alpha=8, lora_dropout=0.0, merge=False)
+def recipe() -> TrainChatParams:
+    return TrainChatParams(epochs=1, learning_rate=2e-4, batch_size=4, max_length=128, merge=False, dtype="float32",
+                           lora=ChatLoraParams(r=4, alpha=8, dropout=0.0))
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +171,7 @@ def test_recipe_two_steps_match_pinned(run):
 def test_only_the_lora_matrices_train(run, tokenizer):
     # SmolLM2-135M: 30 layers; q and o project 576 → 576, k and v 576 → 192 (3 KV heads of 64).
     # A LoRA pair adds r × (in + out) parameters to each targeted projection.
-    r = recipe().lora_r
+    r = recipe().lora.r
     assert run["summary"]["trainable_params"] == 30 * r * ((576 + 576) * 2 + (576 + 192) * 2)
 
 
@@ -181,7 +182,7 @@ def test_saved_adapter_tokenizer_and_meta(run):
     assert not (out / "checkpoints").exists() and not (out / "merged").exists()
     meta = json.loads((out / META_FILE).read_text())
     assert meta["student"] == SMOL and meta["tool_protocol"] == "text" and meta["max_length"] == 128
-    assert json.loads((out / "adapter_config.json").read_text())["r"] == recipe().lora_r
+    assert json.loads((out / "adapter_config.json").read_text())["r"] == recipe().lora.r
     logged = json.loads((run["live"] / "metrics.json").read_text())
     assert set(logged) == {"train", "val", "step"} and logged["step"] == 2
 

