@@ -18,7 +18,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_VERBOSITY ?= error
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: scenarios compare help setup constraints demo repro plan test metrics plots corpus clean-state predict
+.PHONY: publish judge scenarios compare help setup constraints demo repro plan test metrics plots corpus clean-state predict
 
 help:                ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:[^#]*## /\t/' | expand -t 16
@@ -71,6 +71,13 @@ test: setup          ## set up, then run the test suite
 
 predict: setup       ## score a JSONL file with the trained student: make predict IN=new.jsonl OUT=scored.jsonl
 	$(PY) -m distillery predict --input $(IN) --output $(OUT)
+
+publish:             ## push the chat student + a model card to the Hub: make publish REPO=you/name [PRIVATE=1] (HF_TOKEN)
+	$(if $(REPO),,$(error REPO is not set: make publish REPO=you/name))
+	$(PY) -m distillery.publish --repo-id $(REPO) $(if $(PRIVATE),--private) $(if $(MERGED),--merged)
+
+judge:               ## the judge's table from a comparisons file: make judge [FILE=data/chat_eval/comparisons.jsonl]
+	$(PY) -m distillery.judging summarize $(or $(FILE),data/chat_eval/comparisons.jsonl)
 
 compare:             ## experiments side by side: changed params and the figures that decide, one screen
 	$(PY) -m distillery.pipeline.compare
