@@ -15,7 +15,7 @@ from distillery.console import quiet_libraries
 from distillery.evaluation.regression import baseline_mae, deploy_verdict, error_metrics
 from distillery.params import load_params, seed_everything
 from distillery.plots import scatter_spec, write_svg
-from distillery.records import require_records, write_json
+from distillery.records import require_records, write_json, write_text
 from distillery.reports import evaluation_report, write_metrics
 from distillery.labeling.scoring import weighted_score
 from distillery.training.regression import predict
@@ -41,6 +41,13 @@ def main():
     cfg = params.evaluate
     seed_everything(base.seed)
 
+    if not params.train.enabled:
+        write_json(args.predictions, [])
+        write_svg(args.figure, scatter_spec([], "oracle_score", "predicted_score", "Scorer student not trained"))
+        write_text(args.report, "# Student evaluation\n\nSkipped: `train.enabled` is false in params.yaml.\n")
+        write_metrics("evaluate", args.metrics, args.details, {"verdict": "SKIPPED"})
+        print("evaluate: skipped (train.enabled: false)")
+        return
     splits = {s: require_records(args.splits / f"{s}.jsonl", stage="evaluate", producer="split")
               for s in ("train", "val", "test")}
     preds = {s: predict(splits[s], args.model_dir) for s in ("val", "test")}

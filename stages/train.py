@@ -11,9 +11,9 @@ from distillery.console import quiet_libraries
 from distillery.evaluation.regression import baseline_mae
 from distillery.params import load_params, seed_everything
 from distillery.plots import curves_spec, write_svg
-from distillery.records import require_records
+from distillery.records import require_records, write_json
 from distillery.reports import write_metrics
-from distillery.training.regression import curves, train_student
+from distillery.training.regression import META_FILE, curves, train_student
 
 HELP = {"splits": "split's folder (train.jsonl, val.jsonl)", "model_dir": "where the trained student is saved",
         "metrics": "headline metrics (DVC)", "details": "every figure", "live_dir": "DVCLive's folder (curves)",
@@ -33,6 +33,14 @@ def main():
     cfg = params.train
     seed_everything(base.seed)
 
+    if not cfg.enabled:
+        for folder in (args.model_dir, args.live_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        write_json(args.model_dir / META_FILE, {"kind": "disabled"})
+        write_metrics("train", args.metrics, args.details, {"enabled": False})
+        write_svg(args.figure, curves_spec([], "Scorer student: not trained (train.enabled: false)", "error"))
+        print("train: skipped (train.enabled: false)")
+        return
     train = require_records(args.splits / "train.jsonl", stage="train", producer="split")
     val = require_records(args.splits / "val.jsonl", stage="train", producer="split",
                           hint="Too few labeled records for a validation split: label more, or raise split.val.")

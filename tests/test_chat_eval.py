@@ -199,3 +199,41 @@ def test_comparisons_file_round_trips_through_the_cli(tmp_path):
                           "--json"], capture_output=True, text=True, check=True)
     data = json.loads(out.stdout)
     assert data["n_comparisons"] == 18 and set(data["systems"]) == {"student", "base", "reference"}
+
+
+def test_either_student_switches_off_and_its_evaluation_says_skipped(tmp_path):
+    """train.enabled / train_chat.enabled: false: the stages still write every out (DVC needs them),
+    saying so, and the evaluations' verdict is SKIPPED."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import params_file
+
+    params = params_file(tmp_path / "params.yaml", {"train": {"enabled": False}, "train_chat": {"enabled": False}})
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "HF_HUB_OFFLINE": "1"}
+    t = lambda *parts: str(tmp_path.joinpath(*parts))  # noqa: E731
+
+    def stage(name, *args):
+        out = subprocess.run([sys.executable, str(ROOT / "stages" / f"{name}.py"), "--params", str(params), *args],
+                             cwd=ROOT, env=env, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    assert "skipped" in stage("train", "--splits", t("splits"), "--model-dir", t("student"), "--metrics", t("m/train.json"),
+                              "--details", t("d/train.json"), "--live-dir", t("dvclive"), "--figure", t("f/training.svg"))
+    stage("evaluate", "--splits", t("splits"), "--model-dir", t("student"), "--report", t("evaluation.md"),
+          "--metrics", t("m/evaluate.json"), "--details", t("d/evaluate.json"), "--predictions", t("p.json"),
+          "--figure", t("f/test.svg"))
+    stage("train_chat", "--splits", t("splits"), "--model-dir", t("chat"), "--metrics", t("m/train_chat.json"),
+          "--details", t("d/train_chat.json"), "--live-dir", t("dvclive_chat"), "--figure", t("f/chat_training.svg"))
+    stage("evaluate_chat", "--splits", t("splits"), "--model-dir", t("chat"), "--patterns", t("patterns.json"),
+          "--judge-prompt", str(ROOT / "prompts/judge.md"), "--oracle-prompt", str(ROOT / "prompts/oracle.md"),
+          "--answers", t("ce/answers.jsonl"), "--comparisons", t("ce/comparisons.jsonl"),
+          "--failures", t("ce/failures.jsonl"), "--report", t("chat_evaluation.md"),
+          "--metrics", t("m/evaluate_chat.json"), "--details", t("d/evaluate_chat.json"),
+          "--strengths", t("strengths.json"), "--figure", t("f/strengths.svg"))
+    for name in ("evaluate", "evaluate_chat"):
+        assert json.loads((tmp_path / "m" / f"{name}.json").read_text()) == {"verdict": "SKIPPED"}
+    assert json.loads((tmp_path / "m/train_chat.json").read_text()) == {"enabled": False}
+    assert (tmp_path / "chat_evaluation.md").read_text().startswith("# Chat student evaluation\n\nSkipped")

@@ -232,6 +232,7 @@ class LoraParams:
 
 @dataclass
 class TrainParams:
+    enabled: bool = True  # false: no scorer student (the stage writes a marker; evaluate says SKIPPED)
     epochs: float = 3.0
     batch_size: int = 16
     learning_rate: float = 1e-4

@@ -22,7 +22,7 @@ HEADLINE = {
                    "template_rate_after", "calls", "cost_usd"),
     "label": ("labeled", "newly_labeled", "kept_existing_labels", "failures", "mean_score", "calls", "cost_usd"),
     "split": ("sizes", "leakage_duplicates_across_splits", "near_duplicate_pairs_across_splits"),
-    "train": ("best_val_mae", "train_rmse", "train_size", "epochs"),
+    "train": ("enabled", "best_val_mae", "train_rmse", "train_size", "epochs"),
     "evaluate": ("verdict", "test.mae", "test.rmse", "test.tier_accuracy", "test.mae_by_dimension", "val.mae",
                  "baseline_test_mae"),
     "train_chat": ("enabled", "train_loss", "val_loss", "train_size", "epochs", "seconds_per_epoch",
