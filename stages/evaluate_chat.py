@@ -66,21 +66,23 @@ def main():
     base, filt, cfg = params.base, params.filter, params.evaluate_chat
     seed_everything(base.seed)
     judge_spec = cfg.judge or base.oracle
+    engine = Engine.for_stage(judge_spec, base, max_retries=cfg.max_retries, budget_usd=cfg.budget_usd)
+    rubric = "\n".join(f"- {name}: {d.description}" for name, d in filt.dimensions.items())
+    judge = JudgeJob(JudgePrompt(args.judge_prompt), rubric, engine, tie_margin=cfg.tie_margin,
+                     parse_retries=cfg.parse_retries)
+    nothing = lambda note: print_plan("evaluate_chat", JobRunner(judge, engine).plan([]), note=note)  # noqa: E731
     meta_file = args.model_dir / META_FILE
     trained = fresh(meta_file) if args.dry_run else meta_file.exists()
     if not params.train_chat.enabled or (trained and json.loads(meta_file.read_text()).get("kind") == "disabled"):
         if args.dry_run:
-            print_plan("evaluate_chat", {"records": 0, "calls": 0}, skipped="train_chat.enabled: false")
-            return
+            return nothing("train_chat.enabled is false: nothing to judge")
         skip(args)
         return
 
     tools = declarations(load_tools(args.tools)) if args.tools and args.tools.exists() else None
     test_path = args.splits / "test.jsonl"
     if args.dry_run and not fresh(test_path):
-        print_plan("evaluate_chat", {"records": 0, "calls": 0},
-                   note="split has not run yet: the judge's calls are planned once the test split exists")
-        return
+        return nothing("the test split does not exist yet: the judge's calls are planned once split has run")
     test = chat_examples(require_records(test_path, stage="evaluate_chat", producer="split"), tools)
     if cfg.max_examples:
         test = test[:cfg.max_examples]
@@ -97,11 +99,7 @@ def main():
     items = [{"id": i["id"], "context": i["context"], "answers": {s: by_system[s][k] for s in SYSTEMS}}
              for k, i in enumerate(finals)]
 
-    engine = Engine.for_stage(judge_spec, base, max_retries=cfg.max_retries, budget_usd=cfg.budget_usd)
     state = Path(base.state_dir) / "journal"
-    rubric = "\n".join(f"- {name}: {d.description}" for name, d in filt.dimensions.items())
-    judge = JudgeJob(JudgePrompt(args.judge_prompt), rubric, engine, tie_margin=cfg.tie_margin,
-                     parse_retries=cfg.parse_retries)
     judge_runner = JobRunner(judge, engine, Journal(state / "evaluate_chat.judge.jsonl"))
     pairs = judgements(items, PAIRS)
     todo = [j for j in pairs if j["first"] != j["second"]]  # identical answers are a tie, asked of no one

@@ -98,14 +98,14 @@ def main() -> None:
     print(f"dvc repro would run: {', '.join(run) or 'nothing (everything is up to date)'}")
     if not plans:
         return
-    print(f"\n{'stage':<11} {'provider':<40} {'records':>7} {'journal':>7} {'cached':>7} {'calls':>7} "
+    print(f"\n{'stage':<13} {'provider':<40} {'records':>7} {'journal':>7} {'cached':>7} {'calls':>7} "
           f"{'in tok':>9} {'out tok≤':>9} {'cost≤ USD':>10}")
     for p in plans:
         calls = f"{p['calls']}" + (f"-{p['calls_max']}" if p.get("calls_max", p["calls"]) != p["calls"] else "")
         cost = f"{p['cost_usd_max']:.4f}" if p["priced"] else "unpriced"
-        print(f"{p['stage']:<11} {elide(p['provider'], 40):<40} {p['records']:>7} {p['journal_hits']:>7} "
+        print(f"{p['stage']:<13} {elide(p['provider'], 40):<40} {p['records']:>7} {p['journal_hits']:>7} "
               f"{p['cache_hits']:>7} {calls:>7} {p['input_tokens']:>9} {p['output_tokens_max']:>9} {cost:>10}")
-    print(f"{'total':<11} {'':<40} {'':>7} {total['journal_hits']:>7} {total['cache_hits']:>7} "
+    print(f"{'total':<13} {'':<40} {'':>7} {total['journal_hits']:>7} {total['cache_hits']:>7} "
           f"{total['calls']:>7} {total['input_tokens']:>9} {total['output_tokens_max']:>9} {total_cost:>10}")
     notes = [f"{p['stage']}: estimated from {p['corpus']} (its input does not exist yet)" for p in plans
              if p.get("estimated_from_fallback")]
@@ -114,6 +114,7 @@ def main() -> None:
     notes += [f"{p['stage']}: no price for this model in base.prices; cost not known" for p in plans if not p["priced"]]
     notes += [f"{p['stage']}: {problem} (the run would stop at its first call)" for p in plans
               for problem in p.get("setup_problems", [])]
+    notes += [f"{p['stage']}: {p['note']}" for p in plans if p.get("note")]
     for n in notes:
         print(f"note: {n}")
 
