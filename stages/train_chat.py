@@ -22,7 +22,7 @@ from distillery.params import load_params, seed_everything
 from distillery.plots import curves_spec, write_svg
 from distillery.records import require_records, write_json
 from distillery.reports import write_metrics
-from distillery.training.sft import META_FILE, chat_examples, train_sft
+from distillery.training.sft import META_FILE, chat_examples, tool_call_problems, train_sft
 
 HELP = {"splits": "split's folder (train.jsonl, val.jsonl)", "model_dir": "where the adapter is saved",
         "metrics": "headline metrics (DVC)", "details": "every figure", "live_dir": "DVCLive's folder (losses)",
@@ -66,6 +66,11 @@ def main():
     if int(os.environ.get("RANK", "0")):  # under `accelerate launch`, the first process writes the files
         return
     summary["student"] = cfg.student
+    summary["training_tool_calls"] = problems = tool_call_problems(train[:cfg.max_examples or None])
+    if problems["invalid"]:
+        print(f"train_chat: WARNING: {problems['invalid']} of {problems['calls']} tool calls in the training "
+              f"conversations do not fit their declared tools, and the student learns them as shown; e.g. "
+              f"{problems['examples'][0]}")
     write_metrics("train_chat", args.metrics, args.details, summary)
     rows = [{"step": h["step"], "series": series, "value": h[key]} for h in history
             for key, series in (("loss", "train loss"), ("eval_loss", "val loss")) if key in h]

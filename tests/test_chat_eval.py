@@ -237,3 +237,17 @@ def test_either_student_switches_off_and_its_evaluation_says_skipped(tmp_path):
         assert json.loads((tmp_path / "m" / f"{name}.json").read_text()) == {"verdict": "SKIPPED"}
     assert json.loads((tmp_path / "m/train_chat.json").read_text()) == {"enabled": False}
     assert (tmp_path / "chat_evaluation.md").read_text().startswith("# Chat student evaluation\n\nSkipped")
+
+
+def test_training_tool_calls_that_their_declarations_reject_are_counted():
+    from distillery.training.sft import tool_call_problems
+
+    good = tool_conversation("g", None)
+    unknown = tool_conversation("u", None)
+    unknown["messages"][2]["tool_calls"][0]["function"]["name"] = "search_flights"
+    bad_args = tool_conversation("b", None)
+    bad_args["messages"][2]["tool_calls"][0]["function"]["arguments"] = '{"town": "Paris"}'
+    undeclared = conversation("n", "Sunny.")  # no declarations: nothing to check against
+    out = tool_call_problems([good, unknown, bad_args, undeclared])
+    assert (out["calls"], out["invalid"]) == (3, 2)
+    assert out["examples"][0].startswith("u: search_flights") and "unknown tool" in out["examples"][0]

@@ -82,8 +82,11 @@ def test_plan_estimates_the_next_repro_without_calling_anything(hosted_project):
     assert by_stage["calibrate"]["calls"] == 10 and by_stage["calibrate"]["provider"] == "anthropic/claude-test"
     assert by_stage["regenerate"]["flagged_known"] is False and by_stage["regenerate"]["calls"] == 120
     assert before["total"]["cost_usd_max"] > 0
-    # After `dvc repro label`, only train and evaluate are left, and they call no LLM.
-    assert after["stages_to_run"] == ["split", "train", "evaluate"] and after["llm_stages"] == []
+    # After `dvc repro label`, the students are left: only evaluate_chat's judge calls an LLM, and its calls
+    # are planned once split has written the test conversations (the plan says so rather than guess).
+    assert after["stages_to_run"] == ["split", "train", "evaluate", "train_chat", "evaluate_chat"]
+    (judge,) = after["llm_stages"]
+    assert judge["stage"] == "evaluate_chat" and judge["calls"] == 0 and "split has run" in judge["note"]
 
 
 def test_plan_needs_no_key_and_says_which_one_the_run_would_need(hosted_project):

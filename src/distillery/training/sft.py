@@ -280,6 +280,30 @@ def chat_examples(records: list[dict], tools: list[dict] | None = None) -> list[
     return out
 
 
+def tool_call_problems(records: list[dict]) -> dict:
+    """The training conversations' own tool calls checked against their declarations: a student learns the
+    calls it is shown, so calls the declared tools would reject (unknown tool, arguments off the schema) are
+    counted, with a few examples."""
+    from distillery.generation.tools import Tool, check_arguments
+
+    calls, bad, examples = 0, 0, []
+    for r in records:
+        tools = {d["function"]["name"]: Tool(d["function"]["name"], d, "") for d in r.get("tools") or []}
+        if not tools:
+            continue
+        for m in r["messages"]:
+            for call in m.get("tool_calls") or []:
+                calls += 1
+                name, arguments = call["function"]["name"], call["function"]["arguments"]
+                problem = "unknown tool" if name not in tools else check_arguments(tools[name], arguments)[1]
+                if problem:
+                    bad += 1
+                    if len(examples) < 3:
+                        examples.append(f"{r['id']}: {name}({arguments}): {problem}")
+    return {"calls": calls, "invalid": bad, "invalid_share": round(bad / calls, 4) if calls else None,
+            "examples": examples}
+
+
 def _columns(rows: list[dict]) -> list[dict]:
     # TRL's collator builds the attention mask from each row's length.
     return [{"input_ids": r["input_ids"], "labels": r["labels"]} for r in rows]
