@@ -176,7 +176,8 @@ def chat_evaluation_report(m: dict, examples: list[dict], figures: list[str], co
               f"(a win counts only when both orders agree). The comparisons are in `{comparisons}`: "
               f"`python -m distillery.judging summarize {comparisons}` prints this table from them.", "",
               "## Pairwise", "",
-              "| pair | n | win rate ± SE | W / T / L | LC win rate | flip rate |", "|---|---|---|---|---|---|"]
+              "| pair | n | win rate ± SE | W / T / L | LC win rate | soft win rate | flip rate |",
+              "|---|---|---|---|---|---|---|"]
     for key in ("student_vs_base", "student_vs_reference", "base_vs_reference"):
         row = m.get(key)
         if row:
@@ -184,12 +185,15 @@ def chat_evaluation_report(m: dict, examples: list[dict], figures: list[str], co
             lines.append(f"| {row['a']} vs {row['b']} | {row['n']} | {_pct(row['win_rate'])}{se} | "
                          f"{row['wins']} / {row['ties']} / {row['losses']} | "
                          f"{'—' if row.get('lc_win_rate') is None else _pct(row['lc_win_rate'])} | "
+                         f"{'—' if row.get('soft_win_rate') is None else _pct(row['soft_win_rate'])} | "
                          f"{'—' if row['order'].get('flip_rate') is None else _pct(row['order']['flip_rate'])} |")
     o = m["order"]
     if o.get("two_order"):
         lines += ["", f"Position bias: the verdict changed with the order in {_pct(o['flip_rate'])} of "
                       f"{o['two_order']} pairs ({o['flipped_to_first']} flips favoured the answer shown first, "
                       f"{o['flipped_to_second']} the second)."]
+    lines += ["", "The soft win rate is the mean of the judge's own probabilities (a judge that reads token "
+                  "probabilities gives them): it moves before the hard verdicts do."]
     bt = m["bradley_terry"]["strengths"]
     lines += ["", "## Bradley–Terry strengths (log-odds, 95% bootstrap interval)", "", "| system | strength | interval |",
               "|---|---|---|"]

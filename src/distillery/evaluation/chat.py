@@ -128,9 +128,11 @@ def pair_row(summary: dict, a: str, b: str) -> dict | None:
         if (row["a"], row["b"]) == (a, b):
             return row
         if (row["a"], row["b"]) == (b, a):
-            lc = row.get("lc_win_rate")
-            return {**row, "a": a, "b": b, "wins": row["losses"], "losses": row["wins"], "win_rate": 1 - row["win_rate"],
-                    "lc_win_rate": None if lc is None else 1 - lc}
+            turned = {**row, "a": a, "b": b, "wins": row["losses"], "losses": row["wins"], "win_rate": 1 - row["win_rate"]}
+            for key in ("lc_win_rate", "soft_win_rate"):
+                if row.get(key) is not None:
+                    turned[key] = 1 - row[key]
+            return turned
     return None
 
 
