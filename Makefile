@@ -54,7 +54,7 @@ demo: setup          ## set up, then run the whole pipeline on the shipped demo 
 	dvc repro
 	@$(PY) -m distillery.pipeline.summary
 	@cat reports/evaluation.md
-	@echo "More: reports/calibration.md, reports/validation.md, make metrics, make plots"
+	@echo "More: reports/chat_evaluation.md (the chat student), reports/calibration.md, reports/validation.md, make metrics, make plots"
 
 repro: setup         ## dvc repro: run what changed, then one line per stage
 	dvc repro
