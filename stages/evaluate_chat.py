@@ -126,7 +126,8 @@ def main():
     summary = summarize(args.comparisons, resamples=cfg.bootstrap, seed=base.seed)
 
     vs_base = pair_row(summary, "student", "base")
-    style = {s: style_figures(by_system[s], load_patterns(args.patterns), params.diversity) for s in SYSTEMS}
+    patterns = load_patterns(args.patterns)
+    style = {s: style_figures(by_system[s], patterns, params.diversity) for s in SYSTEMS}
     tool_use = ({s: tool_call_validity(answers[s]["tool"], prompts) for s in ("student", "base")} if prompts else None)
     verdict, reasons = chat_verdict(vs_base, summary["order"]["flip_rate"], style["student"],
                                     tool_use["student"] if tool_use else None, cfg.thresholds)
