@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import os
 import resource
 import sys
 import time
