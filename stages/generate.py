@@ -79,6 +79,8 @@ def main():
         return
     if cfg.mode not in ("conversation", "document"):
         raise SystemExit(f"generate: mode: expected conversation or document, got {cfg.mode!r}")
+    if cfg.tool_choice not in ("auto", "required"):
+        raise SystemExit(f"generate: tool_choice: expected auto or required, got {cfg.tool_choice!r}")
     try:
         space = Space.from_params(cfg.axes, cfg.min_per_bucket, cfg.pairwise, [tuple(g) for g in cfg.combine])
         planned = plan(space, cfg.scenarios, cfg.seed)
@@ -100,7 +102,7 @@ def main():
     world = {"tools": _digest(args.tools), "database": _digest(args.database), "prompts": [p.template for p in prompts.values()],
              "assistant": assistant_spec.identity(), "user": user_spec.identity(),
              "cfg": [cfg.mode, cfg.temperature, cfg.max_tokens, cfg.document_tokens, cfg.turns, cfg.max_tool_rounds,
-                     cfg.per_call]}
+                     cfg.per_call, cfg.tool_choice]}
     brief_key = lambda row: content_key(kind="brief", row=row, **world)  # noqa: E731
     conversation_key = lambda row: content_key(kind="conversation", row=row, **world)  # noqa: E731
     journal = Journal(Path(base.state_dir) / "journal" / "generate.jsonl")

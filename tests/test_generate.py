@@ -91,8 +91,9 @@ class Scripted(Provider):
                  for i in ids]
         return Completion(json.dumps(items), 100, 50, self.name, self.model)
 
-    def complete_tools(self, messages, tools, *, temperature=None, max_tokens=None, seed=None):
+    def complete_tools(self, messages, tools, *, temperature=None, max_tokens=None, seed=None, tool_choice="auto"):
         self.calls["tool_turn"] += 1
+        self.calls[f"tool_choice_{tool_choice}"] += 1
         if messages[-1]["role"] == "tool":  # words of its own each time, so the gate sees no near-duplicates
             rng = random.Random(messages[1]["content"])
             words = " ".join(rng.sample(WORDS, 8))
@@ -130,6 +131,8 @@ def test_conversations_call_tools_really_run_and_a_rerun_pays_nothing(tmp_path):
     for record in records:  # every result is what the call returns on a fresh copy of the database
         assert replay(record["messages"], load_tools(TOOLS), Database(WORLD)) == []
     assert records[0]["tools"] and records[0]["tags"]["source"] == "generate"
+    # The first reply of each conversation was asked to call a tool; the answer after the result was not.
+    assert provider.calls["tool_choice_required"] == 3 and provider.calls["tool_choice_auto"] == 3
     before = sum(provider.calls.values())
     again, _, counts = _run(tmp_path, provider, rows, Journal(tmp_path / "journal.jsonl"))
     assert again == records and sum(provider.calls.values()) == before and counts["journal_hits"] == 6
@@ -195,12 +198,13 @@ class FailsOnceAfterTheTool(Scripted):
     """The provider errors at the turn after the tool result, once: mid-conversation."""
     failed = False
 
-    def complete_tools(self, messages, tools, *, temperature=None, max_tokens=None, seed=None):
+    def complete_tools(self, messages, tools, *, temperature=None, max_tokens=None, seed=None, tool_choice="auto"):
         if messages[-1]["role"] == "tool" and not self.failed:
             self.failed = True
             from distillery.providers.base import ProviderError
             raise ProviderError("fake: HTTP 500: boom", retryable=False, status=500)
-        return super().complete_tools(messages, tools, temperature=temperature, max_tokens=max_tokens, seed=seed)
+        return super().complete_tools(messages, tools, temperature=temperature, max_tokens=max_tokens, seed=seed,
+                                      tool_choice=tool_choice)
 
 
 def test_a_provider_failing_mid_conversation_resumes_it_without_paying_the_done_turns_again(tmp_path):
@@ -213,7 +217,7 @@ def test_a_provider_failing_mid_conversation_resumes_it_without_paying_the_done_
     records, failures, _ = _run(tmp_path, provider, rows, journal)
     assert [r["id"] for r in records] == ["gen-scn-1"] and not failures
     # The brief came from the journal and the tool-calling turn from the cache: one call, the failed turn.
-    assert provider.calls - before == Counter(tool_turn=1)
+    assert provider.calls - before == Counter(tool_turn=1, tool_choice_auto=1)
 
 
 def test_with_no_axes_generate_passes_your_corpus_through_and_plans_nothing(tmp_path):

@@ -98,3 +98,14 @@ def test_a_sampled_rows_text_depends_on_its_own_seed_not_its_batch_neighbours(sm
     reseeded = smol.complete_batch([ask], temperature=0.9, max_tokens=16, seeds=[12])
     assert together[0].text == alone[0].text
     assert reseeded[0].text != alone[0].text  # the seed, not greedy decoding, decides the text
+
+
+def test_a_last_assistant_message_is_continued_not_answered(smol):
+    """The text tool protocol's prefill: `<tool_call>{"name": "` must be the start of the reply, not a turn
+    of its own followed by a new assistant header."""
+    ask = [{"role": "user", "content": "Weather in Paris?"}]
+    prefilled = smol._render(ask + [{"role": "assistant", "content": '<tool_call>{"name": "'}])
+    opened = smol._render(ask)
+    tok = smol._load()[0]
+    assert prefilled[:len(opened)] == opened  # the same prompt, then the prefill's own tokens
+    assert tok.decode(prefilled[len(opened):]) == '<tool_call>{"name": "'

@@ -267,3 +267,43 @@ def test_a_block_may_hold_a_list_of_calls_as_smollm2_writes_them():
     assert [(c["function"]["name"], c["function"]["arguments"]) for c in calls] == [
         ("get_weather", '{"city": "Paris", "day": "today"}'), ("add_entry", '{"text": "rain"}'), ("", "42")]
     assert len({c["id"] for c in calls}) == 3
+
+
+# --- a required tool call -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name,expected", [("openai_compat", "required"), ("together", "required"),
+                                           ("huggingface", "required"), ("mistral", "any"),
+                                           ("anthropic", {"type": "any"})])
+def test_a_required_call_goes_out_in_each_vendors_own_spelling(name, expected):
+    with MockAPI() as api:
+        llm = provider(name, api)
+        reply = llm.complete_tools(ASK, [WEATHER], max_tokens=64, tool_choice="required")
+        llm.complete_tools(ASK, [WEATHER], max_tokens=64)
+    required, default = (json.loads(b) for b in api.bodies)
+    assert required["tool_choice"] == expected and reply.tool_calls
+    assert default["tool_choice"] in ("auto", {"type": "auto"})
+
+
+class Prefilling(Scripted):
+    continues_prefill = True
+
+
+def test_a_required_call_in_the_text_protocol_is_prefilled_and_what_follows_the_call_is_dropped():
+    llm = Prefilling(['get_weather", "arguments": {"city": "Paris", "day": "today"}}</tool_call>\nIt is sunny, 21°C!'])
+    [reply] = llm.complete_tools_batch([ASK], [WEATHER], max_tokens=32, tool_choice="required")
+    sent = llm.batches[0][0]
+    assert sent[-1] == {"role": "assistant", "content": toolproto.PREFILL}  # the reply starts inside a call
+    assert reply.tool_calls[0]["function"] == {"name": "get_weather", "arguments": '{"city": "Paris", "day": "today"}'}
+    assert reply.text == ""  # "It is sunny" came before the tool result: invented, dropped
+    # A provider that cannot continue a reply is told instead; "auto" neither prefills nor insists.
+    told = Scripted(["<tool_call>{}</tool_call>"])
+    told.complete_tools_batch([ASK], [WEATHER], max_tokens=32, tool_choice="required")
+    assert told.batches[0][0][-1]["role"] == "user" and toolproto.MUST_CALL in told.batches[0][0][0]["content"]
+    free = Prefilling(["It is sunny."])
+    free.complete_tools_batch([ASK], [WEATHER], max_tokens=32)
+    assert free.batches[0][0][-1]["role"] == "user" and toolproto.MUST_CALL not in free.batches[0][0][0]["content"]
+
+
+def test_the_instructions_example_uses_allowed_values():
+    system = toolproto.render(ASK, [WEATHER])[0]["content"]
+    assert '<tool_call>{"name": "get_weather", "arguments": {"city": "...", "day": "today"}}</tool_call>' in system

@@ -203,6 +203,7 @@ class GenerateParams:
     per_call: int = 5  # scenario briefs written per call (a JSON array, checked item by item)
     turns: int = 1  # user turns per conversation
     max_tool_rounds: int = 2  # tool calls answered per assistant turn before it must answer in text
+    tool_choice: str = "required"  # required: the first reply of a conversation calls a tool | auto: the model decides
     temperature: float = 0.8
     max_tokens: int = 120  # per brief and per turn (the demo's CPU model is slow; real runs want ~400)
     max_attempts: int = 2  # a brief or a conversation that fails its checks is asked again, then recorded

@@ -8,6 +8,7 @@ options to another.
     CompleteRequest(messages, temperature=0.9, max_tokens=40, sample=1)   # a text reply
     ScoreRequest(messages, fields=("relevance", "style"), low=0, high=10)  # expected scores (local)
     ToolTurnRequest(messages, tools, temperature=0.7, max_tokens=200)     # an assistant turn that may call tools
+    ToolTurnRequest(messages, tools, 0.7, 200, tool_choice="required")     # ... that must call one
 """
 from __future__ import annotations
 
@@ -63,33 +64,44 @@ class CompleteRequest:
 
 @dataclass(frozen=True, eq=False)
 class ToolTurnRequest:
-    """One assistant turn with tools on offer: the reply is text, tool calls, or both (OpenAI format)."""
+    """One assistant turn with tools on offer: the reply is text, tool calls, or both (OpenAI format).
+    tool_choice "required": the reply must call a tool (each vendor's own switch; the text protocol
+    starts the reply with `<tool_call>` where the provider continues a prefilled reply)."""
     messages: list[dict]
     tools: list[dict]
     temperature: float
     max_tokens: int
     sample: int = 0
+    tool_choice: str = "auto"  # auto | required
     kind: ClassVar[str] = "tool_turn"
 
     def key_parts(self) -> dict:
-        return {"kind": self.kind, "messages": self.messages, "tools": self.tools, "temperature": self.temperature,
-                "max_tokens": self.max_tokens, "sample": self.sample}
+        parts = {"kind": self.kind, "messages": self.messages, "tools": self.tools, "temperature": self.temperature,
+                 "max_tokens": self.max_tokens, "sample": self.sample}
+        if self.tool_choice != "auto":  # so the keys of every "auto" turn cached before it existed still hold
+            parts["tool_choice"] = self.tool_choice
+        return parts
 
     def batch_options(self) -> tuple:
-        return self.kind, self.temperature, self.max_tokens, json.dumps(self.tools, sort_keys=True)
+        return self.kind, self.temperature, self.max_tokens, json.dumps(self.tools, sort_keys=True), self.tool_choice
 
     def output_tokens_max(self) -> int:
         return self.max_tokens
 
     def send(self, provider, seed: int):
         return provider.complete_tools(self.messages, self.tools, temperature=self.temperature,
-                                       max_tokens=self.max_tokens, seed=seed)
+                                       max_tokens=self.max_tokens, seed=seed, **self._choice())
 
     @staticmethod
     def send_batch(provider, requests: list["ToolTurnRequest"], seeds: list[int]):
         first = requests[0]
         return provider.complete_tools_batch([r.messages for r in requests], first.tools,
-                                             temperature=first.temperature, max_tokens=first.max_tokens, seeds=seeds)
+                                             temperature=first.temperature, max_tokens=first.max_tokens, seeds=seeds,
+                                             **first._choice())
+
+    def _choice(self) -> dict:
+        # Passed only when not the default, so a provider written before tool_choice existed still works.
+        return {} if self.tool_choice == "auto" else {"tool_choice": self.tool_choice}
 
 
 @dataclass(frozen=True, eq=False)

@@ -7,7 +7,7 @@
    a model too small to write JSON (the demo's) can still do that.
 2. Conversations, all advancing together so a local model answers them in device batches: the assistant
    turn is a ToolTurnRequest (native tool calling for hosted providers, the text protocol for the local
-   model); each tool call is executed against the conversation's own fresh copy of the database and its
+   model; `tool_choice: required` makes the conversation's first reply a tool call); each tool call is executed against the conversation's own fresh copy of the database and its
    result (or error) fed back, up to `max_tool_rounds`; then the simulated user writes the next message,
    for `turns` user turns. Every step is a cached call, so a killed run replays finished steps from the
    cache for free; a finished conversation is journaled whole.
@@ -232,7 +232,10 @@ def converse(convs: list[Conversation], assistant, user, tools: dict[str, Tool],
 
 def _request(role: str, conv: Conversation, decl: list[dict], prompts: dict[str, Prompt], cfg):
     if role == "assistant" and decl:
-        return ToolTurnRequest(conv.for_assistant(), decl, cfg.temperature, cfg.max_tokens, sample=conv.sample)
+        # The conversation's first reply may be forced to call a tool; after a tool result the model decides.
+        choice = cfg.tool_choice if conv.turns == 0 and conv.rounds == 0 else "auto"
+        return ToolTurnRequest(conv.for_assistant(), decl, cfg.temperature, cfg.max_tokens, sample=conv.sample,
+                               tool_choice=choice)
     if role == "assistant":
         return CompleteRequest(conv.for_assistant(), cfg.temperature, cfg.max_tokens, sample=conv.sample)
     values = {"scenario": scenario_line(conv.row), "situation": conv.brief["situation"],

@@ -45,13 +45,14 @@ class AnthropicProvider(HostedProvider):
         return Completion(text, reply.usage.input_tokens, reply.usage.output_tokens, self.name, self.model,
                           meta={"finish_reason": reply.stop_reason})
 
-    def complete_tools(self, messages, tools, *, temperature=None, max_tokens=None, seed=None) -> Completion:
+    def complete_tools(self, messages, tools, *, temperature=None, max_tokens=None, seed=None,
+                       tool_choice="auto") -> Completion:
         system, chat = to_anthropic(messages)
         kwargs = {"max_tokens": max_tokens if max_tokens is not None else 1024,  # temperature: see complete()
                   "tools": [{"name": t["function"]["name"], "description": t["function"].get("description", ""),
                              "input_schema": t["function"].get("parameters") or {"type": "object", "properties": {}}}
                             for t in tools],
-                  "tool_choice": {"type": "auto"}}
+                  "tool_choice": {"type": "any" if tool_choice == "required" else "auto"}}
         if system:
             kwargs["system"] = system
         try:

@@ -1,6 +1,7 @@
 """The one interface every LLM implements.
 
     complete(messages, *, temperature, max_tokens, seed, schema) -> Completion
+    complete_tools(messages, tools, *, temperature, max_tokens, seed, tool_choice) -> Completion with .tool_calls
     score(messages, *, fields, low, high) -> Completion with .scores   (only where supports_score)
 
 A provider is one small module; its SDK is imported inside it, lazily, so importing distillery
@@ -75,6 +76,7 @@ class Provider:
     supports_score = False
     batches_on_device = False  # True: complete_batch runs one forward pass; False: the engine fans out calls
     free = False  # True: runs on this machine, costs nothing, needs no price in base.prices
+    continues_prefill = False  # True: a last assistant message is continued, not answered (the text tool protocol)
 
     def __init__(self, model: str, base_url: str | None = None):
         self.model = model
@@ -101,22 +103,24 @@ class Provider:
                 for m, s in zip(batch, seeds)]
 
     def complete_tools(self, messages: list[dict], tools: list[dict], *, temperature: float | None = None,
-                       max_tokens: int | None = None, seed: int | None = None) -> Completion:
+                       max_tokens: int | None = None, seed: int | None = None, tool_choice: str = "auto") -> Completion:
         """One assistant turn that may call tools. `messages` and `tools` are in the OpenAI format (the
         record contract's: assistant `tool_calls`, `tool` messages with `tool_call_id`); the reply's
         `tool_calls` too, whatever the vendor's own wire format. Hosted providers use their native tool
-        calling; this default is the text protocol of `distillery.providers.toolproto`."""
+        calling; this default is the text protocol of `distillery.providers.toolproto`.
+        tool_choice "required": the reply must call a tool."""
         from distillery.providers import toolproto
 
         return toolproto.complete_tools(self, messages, tools, temperature=temperature, max_tokens=max_tokens,
-                                        seed=seed)
+                                        seed=seed, tool_choice=tool_choice)
 
     def complete_tools_batch(self, batch: list[list[dict]], tools: list[dict], *, temperature: float | None = None,
-                             max_tokens: int | None = None, seeds: list[int] | None = None) -> list[Completion]:
+                             max_tokens: int | None = None, seeds: list[int] | None = None,
+                             tool_choice: str = "auto") -> list[Completion]:
         from distillery.providers import toolproto
 
         return toolproto.complete_tools_batch(self, batch, tools, temperature=temperature, max_tokens=max_tokens,
-                                              seeds=seeds)
+                                              seeds=seeds, tool_choice=tool_choice)
 
     def score(self, messages: list[dict], *, fields: list[str], low: float, high: float) -> Completion:
         raise NotImplementedError(f"provider {self.name!r} cannot read token probabilities")

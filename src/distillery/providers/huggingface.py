@@ -5,7 +5,7 @@
 
 With base_url (an Inference Endpoint or a TGI server) the client talks to it directly.
 Structured output is the JSON-schema response format, which TGI enforces as a grammar.
-Tool turns (complete_tools) send OpenAI-format `tools` with tool_choice "auto", which the client passes
+Tool turns (complete_tools) send OpenAI-format `tools` with tool_choice "auto" (or "required"), which the client passes
 on as they are; TGI returns arguments as an object, which become a JSON string here.
 """
 from __future__ import annotations
@@ -42,12 +42,13 @@ class HuggingFaceProvider(HostedProvider):
                           getattr(usage, "completion_tokens", 0) or 0, self.name, self.model,
                           meta={"finish_reason": reply.choices[0].finish_reason})
 
-    def complete_tools(self, messages, tools, *, temperature=None, max_tokens=None, seed=None) -> Completion:
+    def complete_tools(self, messages, tools, *, temperature=None, max_tokens=None, seed=None,
+                       tool_choice="auto") -> Completion:
         kwargs = {k: v for k, v in {"temperature": temperature, "max_tokens": max_tokens, "seed": seed}.items()
                   if v is not None}
         try:
             reply = self.client.chat_completion(messages, model=None if self.base_url else self.model, tools=tools,
-                                                tool_choice="auto", **kwargs)
+                                                tool_choice=tool_choice, **kwargs)
             message = reply.choices[0].message
             calls = [{"id": c.id, "type": "function", "function": {
                 "name": c.function.name, "arguments": c.function.arguments if isinstance(c.function.arguments, str)

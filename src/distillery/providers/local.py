@@ -78,6 +78,7 @@ class LocalProvider(Provider):
     supports_score = True
     batches_on_device = True
     free = True
+    continues_prefill = True
 
     @classmethod
     def from_spec(cls, spec) -> "LocalProvider":
@@ -95,8 +96,12 @@ class LocalProvider(Provider):
         return self._tok, self._lm
 
     def _render(self, messages, generation_prompt=True) -> list[int]:
+        """The prompt's token ids. A last assistant message is a prefill: the reply continues it."""
         tok, _ = self._load()
-        text = tok.apply_chat_template(messages, add_generation_prompt=generation_prompt, tokenize=False)
+        if generation_prompt and messages and messages[-1]["role"] == "assistant":
+            text = tok.apply_chat_template(messages, continue_final_message=True, tokenize=False)
+        else:
+            text = tok.apply_chat_template(messages, add_generation_prompt=generation_prompt, tokenize=False)
         return tok.encode(text, add_special_tokens=False)
 
     def complete(self, messages, *, temperature=None, max_tokens=None, seed=None, schema=None) -> Completion:

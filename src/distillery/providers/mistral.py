@@ -4,7 +4,8 @@
 
 Structured output is Mistral's JSON-schema response format.
 
-Tool turns (complete_tools) use Mistral's tool calling, which takes OpenAI-format tools and messages.
+Tool turns (complete_tools) use Mistral's tool calling, which takes OpenAI-format tools and messages
+(a required call is Mistral's tool_choice "any").
 Two differences are smoothed over: Mistral accepts only tool call ids of exactly 9 letters or digits
 (ids from another model are mapped to such ids, the same way in the call and in its result), and its
 reply's arguments may be an object (they are returned as a JSON string, as the record contract says).
@@ -45,12 +46,14 @@ class MistralProvider(HostedProvider):
         return Completion(text, reply.usage.prompt_tokens or 0, reply.usage.completion_tokens or 0,
                           self.name, self.model, meta={"finish_reason": str(choice.finish_reason)})
 
-    def complete_tools(self, messages, tools, *, temperature=None, max_tokens=None, seed=None) -> Completion:
+    def complete_tools(self, messages, tools, *, temperature=None, max_tokens=None, seed=None,
+                       tool_choice="auto") -> Completion:
         kwargs = {k: v for k, v in {"temperature": temperature, "max_tokens": max_tokens,
                                     "random_seed": seed}.items() if v is not None}
         try:
             reply = self.client.chat.complete(model=self.model, messages=mistral_ids(messages), tools=tools,
-                                              tool_choice="auto", **kwargs)
+                                              tool_choice="any" if tool_choice == "required" else tool_choice,
+                                              **kwargs)
             choice = reply.choices[0]
             text = choice.message.content if isinstance(choice.message.content, str) else "".join(
                 getattr(part, "text", "") for part in choice.message.content or [])

@@ -6,7 +6,7 @@
 Structured output is asked for as a JSON-schema response format, which vLLM, Ollama, OpenAI and
 Together all enforce; the engine still validates what comes back.
 
-Tool turns (complete_tools) send `tools` with tool_choice "auto"; the history is already in this format.
+Tool turns (complete_tools) send `tools` with tool_choice "auto" (or "required"); the history is already in this format.
 A server that refuses tools (vLLM without --enable-auto-tool-choice, llama.cpp without --jinja, an Ollama
 model without tool support) is switched once to the text protocol of distillery.providers.toolproto,
 for that call and the rest of the run, with a note in the metrics, like the JSON-mode switch below.
@@ -68,14 +68,16 @@ class OpenAICompatProvider(HostedProvider):
         return Completion(text, getattr(usage, "prompt_tokens", 0) or 0, getattr(usage, "completion_tokens", 0) or 0,
                           self.name, self.model, meta={"finish_reason": reply.choices[0].finish_reason})
 
-    def complete_tools(self, messages, tools, *, temperature=None, max_tokens=None, seed=None) -> Completion:
+    def complete_tools(self, messages, tools, *, temperature=None, max_tokens=None, seed=None,
+                       tool_choice="auto") -> Completion:
         if not self.native_tools:
-            return super().complete_tools(messages, tools, temperature=temperature, max_tokens=max_tokens, seed=seed)
+            return super().complete_tools(messages, tools, temperature=temperature, max_tokens=max_tokens, seed=seed,
+                                          tool_choice=tool_choice)
         kwargs = {k: v for k, v in {"temperature": temperature, "max_tokens": max_tokens, "seed": seed}.items()
                   if v is not None}
         try:
             reply = self.client.chat.completions.create(model=self.model, messages=messages, tools=tools,
-                                                        tool_choice="auto", **kwargs)
+                                                        tool_choice=tool_choice, **kwargs)
             message = reply.choices[0].message
             calls = [openai_tool_call(c) for c in message.tool_calls or []]
         except Exception as exc:  # noqa: BLE001 - every SDK error becomes a ProviderError
@@ -87,7 +89,8 @@ class OpenAICompatProvider(HostedProvider):
                     self.native_tools = False
                     self.notes.append(f"{self.name} at {self.base_url} refused tools ({err.status}); "
                                       "switched to the text tool protocol")
-            return super().complete_tools(messages, tools, temperature=temperature, max_tokens=max_tokens, seed=seed)
+            return super().complete_tools(messages, tools, temperature=temperature, max_tokens=max_tokens, seed=seed,
+                                          tool_choice=tool_choice)
         usage = reply.usage
         return Completion(message.content or "", getattr(usage, "prompt_tokens", 0) or 0,
                           getattr(usage, "completion_tokens", 0) or 0, self.name, self.model,

@@ -9,7 +9,8 @@ The protocol:
 1. A system message lists the tools, one compact JSON line each ({"name", "description", "parameters"}),
    merged into the conversation's first system message (or prepended when there is none).
 2. The model calls a tool by writing `<tool_call>{"name": "...", "arguments": {...}}</tool_call>`, one block
-   per call; anything outside the blocks is its text. Past calls are shown to it in that same form.
+   per call; the text before and between the blocks is its text. What follows the last block is dropped:
+   the model has not seen the result yet, so anything it writes there is invented. Past calls are shown to it in that same form.
 3. Tool results come back as a user message `<tool_result name="...">…</tool_result>` (consecutive results
    in one message), because small chat templates often reject the role "tool".
 4. Each call gets a deterministic id: 9 hex characters of a hash of the turn's position, the block's index
@@ -19,6 +20,8 @@ The protocol:
    in it (else ""), so the tool executor answers "arguments are not valid JSON" or "unknown tool" and the
    model can try again. A parsed call's "arguments" may also be spelled "parameters"; without either it
    gets "{}"; arguments given as a string are passed on as that string.
+6. A turn that must call a tool (tool_choice "required") starts the reply with `<tool_call>` where the
+   provider continues a prefilled reply (the local model); elsewhere the instructions say it must call one.
 A block may also hold a JSON list of calls (SmolLM2 was trained to write `<tool_call>[{…}, {…}]</tool_call>`).
 A whole reply that is nothing but `{"name": ..., "arguments": ...}` (or a list of them: small models often
 drop the tags) is read as calls; any other bare JSON stays text, since an answer may legitimately be JSON.
@@ -28,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from dataclasses import replace
 
 from distillery.providers.base import Completion
 
@@ -37,22 +41,27 @@ NAME = re.compile(r'"name"\s*:\s*"([^"]*)"')
 INSTRUCTIONS = """You can call these tools:
 {tools}
 
-To call a tool, reply with exactly one line per call, and nothing else on that line:
-<tool_call>{{"name": "<tool name>", "arguments": {{<arguments as JSON>}}}}</tool_call>
-For example: {example}
+To call a tool, write one line per call, with the tool's name and its arguments as JSON, like this:
+{example}
 Each result comes back as <tool_result name="<tool name>">…</tool_result>. When you have what you need,
 or no tool helps, answer in plain text without any <tool_call>."""
+MUST_CALL = "Your next reply must be a tool call."
+PREFILL = "<tool_call>{\"name\": \""
 
 
-def render(messages: list[dict], tools: list[dict]) -> list[dict]:
-    """The conversation as plain chat messages (system, user, assistant; text only) with the tools described."""
+def render(messages: list[dict], tools: list[dict], tool_choice: str = "auto", prefill: bool = False) -> list[dict]:
+    """The conversation as plain chat messages (system, user, assistant; text only) with the tools described.
+    tool_choice "required": a last assistant message `<tool_call>` to continue (prefill), or else an instruction."""
     listing = "\n".join(json.dumps({"name": t["function"]["name"], "description": t["function"].get("description", ""),
                                     "parameters": t["function"].get("parameters") or {}},
                                    separators=(",", ":"), ensure_ascii=False) for t in tools)
     first = tools[0]["function"] if tools else {"name": "tool"}
     required = (first.get("parameters") or {}).get("required") or []
-    example = format_call(first["name"], json.dumps({k: "..." for k in required}))
+    props = (first.get("parameters") or {}).get("properties") or {}
+    example = format_call(first["name"], json.dumps({k: _example_value(props.get(k) or {}) for k in required}))
     system = INSTRUCTIONS.format(tools=listing, example=example)
+    if tool_choice == "required" and not prefill:
+        system += "\n" + MUST_CALL
     out: list[dict] = []
     names: dict[str, str] = {}  # tool_call_id -> tool name, for results that do not carry their name
     for i, m in enumerate(messages):
@@ -77,7 +86,17 @@ def render(messages: list[dict], tools: list[dict]) -> list[dict]:
             out.append({"role": role, "content": content})
     if not (messages and messages[0]["role"] == "system"):
         out.insert(0, {"role": "system", "content": system})
+    if tool_choice == "required" and prefill:
+        out.append({"role": "assistant", "content": PREFILL})
     return [{"role": m["role"], "content": m["content"]} for m in out]
+
+
+def _example_value(schema: dict):
+    """A value for the instructions' example call: the first allowed one where the schema lists them
+    (a small model copies the example's shape, and "..." is not a city)."""
+    if schema.get("enum"):
+        return schema["enum"][0]
+    return {"integer": 1, "number": 1, "boolean": True}.get(schema.get("type"), "...")
 
 
 def format_call(name: str, arguments: str) -> str:
@@ -92,9 +111,10 @@ def format_call(name: str, arguments: str) -> str:
 def parse_reply(reply: str, messages: list[dict]) -> tuple[str, list[dict] | None]:
     """(text outside the calls, OpenAI tool calls or None). See the module docstring for malformed calls."""
     turn = len(messages)  # the reply's position in the conversation: ids differ from turn to turn
-    blocks = CALL.findall(reply)
+    found = list(CALL.finditer(reply))
+    blocks = [m.group(1) for m in found]
     if blocks:
-        text = CALL.sub("", reply).strip()
+        text = CALL.sub("", reply[:found[-1].end()]).strip()
     elif _is_bare_call(reply.strip()):
         blocks, text = [reply.strip()], ""
     else:
@@ -163,13 +183,19 @@ def completion_from_reply(raw: Completion, messages: list[dict]) -> Completion:
 
 
 def complete_tools(provider, messages: list[dict], tools: list[dict], *, temperature=None, max_tokens=None,
-                   seed=None) -> Completion:
-    raw = provider.complete(render(messages, tools), temperature=temperature, max_tokens=max_tokens, seed=seed)
-    return completion_from_reply(raw, messages)
+                   seed=None, tool_choice: str = "auto") -> Completion:
+    return complete_tools_batch(provider, [messages], tools, temperature=temperature, max_tokens=max_tokens,
+                                seeds=[seed], tool_choice=tool_choice, batched=False)[0]
 
 
 def complete_tools_batch(provider, batch: list[list[dict]], tools: list[dict], *, temperature=None,
-                         max_tokens=None, seeds=None) -> list[Completion]:
-    raws = provider.complete_batch([render(m, tools) for m in batch], temperature=temperature,
-                                   max_tokens=max_tokens, seeds=seeds)
+                         max_tokens=None, seeds=None, tool_choice: str = "auto", batched: bool = True) -> list[Completion]:
+    prefill = tool_choice == "required" and provider.continues_prefill
+    rendered = [render(m, tools, tool_choice, prefill) for m in batch]
+    if batched:
+        raws = provider.complete_batch(rendered, temperature=temperature, max_tokens=max_tokens, seeds=seeds)
+    else:
+        raws = [provider.complete(rendered[0], temperature=temperature, max_tokens=max_tokens, seed=(seeds or [None])[0])]
+    if prefill:  # the reply continues the prefill: read them together
+        raws = [replace(raw, text=PREFILL + raw.text) for raw in raws]
     return [completion_from_reply(raw, m) for raw, m in zip(raws, batch)]

@@ -17,6 +17,10 @@ from pathlib import Path
 CITIES = ["Paris", "Lisbon", "Tokyo", "Denver", "Nairobi", "Oslo", "Lima", "Hanoi", "Toronto", "Cairo",
           "Seattle", "Rome", "Sydney", "Reykjavik", "Mumbai", "Chicago", "Prague", "Austin", "Dublin", "Seoul"]
 DAYS = ["today", "tomorrow", "on Saturday", "on Sunday", "this weekend", "on Monday", "next Friday"]
+# How a user says the day -> the `day` argument the demo's tools take (demo_world.DAYS), so every tool
+# call in the corpus is valid against data/raw/tools.json: a chat student learns calls it can make.
+DAY_ARGUMENT = {"today": "today", "tomorrow": "tomorrow", "on Saturday": "saturday", "on Sunday": "sunday",
+                "this weekend": "saturday", "on Monday": "monday", "next Friday": "friday"}
 CONDITIONS = ["sunny", "partly cloudy", "overcast", "light rain", "heavy rain", "snow", "thunderstorms", "fog", "windy"]
 AIRLINES = ["SkyJet", "Aurora Air", "BlueLine", "Meridian", "NorthStar"]
 HOTELS = ["Harbor Inn", "The Linden", "Casa Verde", "Station Lodge", "Old Town Suites", "Riverside Hotel"]
@@ -91,7 +95,7 @@ def make_conversation(rng: random.Random, i: int, kind: str, persona: str) -> di
              "precip_pct": rng.choice(range(0, 101, 5)), "wind_kph": rng.randint(2, 45)}
         question = rng.choice([f"What's the weather in {city} {day}?", f"Should I pack an umbrella for {city} {day}?",
                                f"How cold will it be in {city} {day}?", f"Is {day} a good day for a walk in {city}?"])
-        call = {"name": "get_weather", "arguments": json.dumps({"city": city, "day": day})}
+        call = {"name": "get_weather", "arguments": json.dumps({"city": city, "day": DAY_ARGUMENT[day]})}
         result = w
         facts = weather_facts(rng, city, day, w)
         tip = advice(rng, w, persona)
@@ -102,7 +106,8 @@ def make_conversation(rng: random.Random, i: int, kind: str, persona: str) -> di
                     "price_usd": rng.randint(90, 900)} for _ in range(3)]
         cheapest = min(flights, key=lambda f: f["price_usd"])
         question = f"Find me a flight from {city} to {dest} {day}."
-        call = {"name": "search_flights", "arguments": json.dumps({"origin": city, "destination": dest, "day": day})}
+        call = {"name": "find_flights",
+                "arguments": json.dumps({"origin": city, "destination": dest, "day": DAY_ARGUMENT[day]})}
         result = {"flights": flights}
         facts = (f"The cheapest option from {city} to {dest} {day} is {cheapest['airline']} at {cheapest['depart']} "
                  f"for ${cheapest['price_usd']}; I found {len(flights)} flights in all.")
@@ -114,7 +119,8 @@ def make_conversation(rng: random.Random, i: int, kind: str, persona: str) -> di
                   for h in rng.sample(HOTELS, 3)]
         best = max(hotels, key=lambda h: h["rating"])
         question = f"Where should I stay in {city} {day}?"
-        call = {"name": "find_hotels", "arguments": json.dumps({"city": city, "day": day})}
+        budget = max(h["price_per_night"] for h in hotels)  # the user's budget: every hotel shown fits it
+        call = {"name": "find_hotels", "arguments": json.dumps({"city": city, "max_price_usd": budget})}
         result = {"hotels": hotels}
         facts = (f"{best['name']} in {city} has the best rating ({best['rating']}) at ${best['price_per_night']} a night; "
                  f"{len(hotels)} hotels have rooms {day}.")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from distillery.testing.demo_corpus import AIRLINES, CITIES, CONDITIONS, HOTELS
 
-DAYS = ["today", "tomorrow", "saturday", "sunday", "monday"]
+DAYS = ["today", "tomorrow", "friday", "saturday", "sunday", "monday"]
 
 
 def _q(value) -> str:

@@ -78,9 +78,10 @@ class FakeProvider(Provider):
         return Completion(queued, sum(len(m["content"] or "") for m in messages) // 4, len(queued) // 4,
                           self.name, self.model)
 
-    def complete_tools(self, messages, tools, *, temperature=None, max_tokens=None, seed=None) -> Completion:
+    def complete_tools(self, messages, tools, *, temperature=None, max_tokens=None, seed=None,
+                       tool_choice="auto") -> Completion:
         queued = self._next("complete_tools", messages, tools=tools, temperature=temperature, max_tokens=max_tokens,
-                            seed=seed)
+                            seed=seed, tool_choice=tool_choice)
         if isinstance(queued, Completion):
             return queued
         tokens_in = sum(len(str(m.get("content") or "")) for m in messages) // 4
@@ -112,9 +113,11 @@ class FakeProvider(Provider):
                 rng.choice(["sunny", "mild", "breezy", "pack", "an", "umbrella", "tomorrow", "clear"]) for _ in range(8))
         return Completion(text, tokens_in, len(text) // 4, self.name, self.model, meta={"finish_reason": "stop"})
 
-    def complete_tools_batch(self, batch, tools, *, temperature=None, max_tokens=None, seeds=None) -> list[Completion]:
+    def complete_tools_batch(self, batch, tools, *, temperature=None, max_tokens=None, seeds=None,
+                             tool_choice="auto") -> list[Completion]:
         seeds = seeds or [None] * len(batch)  # row by row, so a row's reply does not depend on its batch
-        return [self.complete_tools(m, tools, temperature=temperature, max_tokens=max_tokens, seed=s)
+        return [self.complete_tools(m, tools, temperature=temperature, max_tokens=max_tokens, seed=s,
+                                    tool_choice=tool_choice)
                 for m, s in zip(batch, seeds)]
 
     def score(self, messages, *, fields, low, high) -> Completion:

@@ -166,7 +166,10 @@ class MockAPI:
                                                "'text' or 'json_object' [type=literal_error, input_value='json_schema']")
         if fault == "nonjson":
             return 200, {"content-type": "text/html"}, "<html><body>502 Bad Gateway</body></html>"
-        offers_tools = bool(req.get("tools")) and (req.get("tool_choice") or {}) in ({}, "auto", {"type": "auto"})
+        # A tool turn: tools on offer, the model free to call one or told to call some tool ("required", Mistral's
+        # "any", Anthropic's {"type": "any"}); a choice naming one tool is a forced JSON reply, answered below.
+        offers_tools = bool(req.get("tools")) and (req.get("tool_choice") or {}) in (
+            {}, "auto", {"type": "auto"}, "required", "any", {"type": "any"})
         if offers_tools and self.tools_unsupported:
             return self._error(400, anthropic, '"auto" tool choice requires --enable-auto-tool-choice and '
                                                '--tool-call-parser to be set')
