@@ -24,8 +24,9 @@ from distillery.engine.cache import content_key
 from distillery.engine.engine import Engine
 from distillery.engine.job import add_dry_run, check_failures, print_plan
 from distillery.engine.journal import Journal
-from distillery.engine.requests import BudgetExceeded, ToolTurnRequest
-from distillery.generation.conversation import Gate, Prompt, brief_requests, generate_conversations, write_briefs
+from distillery.engine.requests import BudgetExceeded
+from distillery.generation.conversation import (Gate, Prompt, brief_requests, generate_conversations, worst_case_steps,
+                                              write_briefs)
 from distillery.generation.planner import Space, coverage_report, plan
 from distillery.generation.tools import Database, ToolsFileError, declarations, load_tools
 from distillery.params import TemplateParams, load_params, seed_everything
@@ -151,16 +152,11 @@ def main():
 
 
 def estimate(rows: list[dict], cfg, engine, prompts: dict, tools) -> dict:
-    """An upper bound before paying: the real brief prompts, and every conversation step priced like its
-    first (the system message, a brief-sized opening, max_tokens out), all at max_attempts."""
+    """An upper bound before paying: the real brief prompts, then each conversation's steps with its history
+    growing as it would at worst (conversation.worst_case_steps), all at max_attempts."""
     groups = [rows[i:i + cfg.per_call] for i in range(0, len(rows), cfg.per_call)]
     est = engine.estimate(brief_requests(groups, prompts, tools, cfg, 0))
-    document = cfg.mode == "document"  # a document, then the answer; else turns with tool rounds
-    first = ToolTurnRequest([{"role": "system", "content": prompts["assistant"].render()},
-                             {"role": "user", "content": "x" * (400 + 4 * cfg.document_tokens * document)}],
-                            declarations(tools), cfg.temperature, max(cfg.max_tokens, cfg.document_tokens * document))
-    steps = len(rows) * (2 if document else cfg.turns * (1 + cfg.max_tool_rounds) + cfg.turns - 1)
-    step = engine.budget.estimate(engine.members[0], [first] * steps)
+    step = engine.budget.estimate(engine.members[0], worst_case_steps(cfg, prompts, declarations(tools)) * len(rows))
     plan = {k: est[k] + step[k] for k in ("calls", "input_tokens", "output_tokens_max", "cost_usd_max")}
     return {**est, **plan, "records": len(rows), "journal_hits": 0, "calls_max": plan["calls"] * cfg.max_attempts,
             "output_tokens_max": plan["output_tokens_max"] * cfg.max_attempts,

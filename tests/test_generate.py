@@ -274,3 +274,58 @@ def test_document_mode_writes_a_document_then_the_answer_to_it_and_keeps_the_doc
     assert [m["role"] for m in record["messages"]] == ["system", "user", "assistant"] and "tools" not in record
     assert record["document"].startswith("Itinerary memo: ") and record["document"] in record["messages"][1]["content"]
     assert record["messages"][2]["content"].endswith(record["document"].split("Itinerary memo: ")[1])
+
+
+def test_the_plan_prices_each_step_with_the_history_it_will_carry():
+    """make plan's generate estimate: later steps send the whole conversation so far, so they cost more
+    than the first; more tool rounds or turns cost more; document mode is a document and an answer."""
+    from distillery.engine.requests import ToolTurnRequest
+    from distillery.generation.conversation import worst_case_steps
+    from distillery.engine.requests import prompt_chars
+
+    prompts = {n: Prompt(ROOT / "prompts" / f"generate_{n}.md") for n in ("assistant", "user", "document")}
+    decl = [{"type": "function", "function": {"name": "get_weather", "parameters": {}}}]
+    cfg = GenerateParams(axes={"topic": ["weather"]}, turns=2, max_tool_rounds=2, max_tokens=100)
+    steps = worst_case_steps(cfg, prompts, decl)
+    assert len(steps) == 2 * 3 + 1  # per turn: a call, a call, the answer; one simulated user message between
+    sizes = [prompt_chars(s.messages) for s in steps if isinstance(s, ToolTurnRequest)]
+    assert sizes == sorted(sizes) and sizes[-1] - sizes[0] >= 4 * 100 * 8  # each round adds a reply and a result
+    fewer = worst_case_steps(GenerateParams(axes={"topic": ["weather"]}, turns=1, max_tool_rounds=0), prompts, decl)
+    assert len(fewer) == 1
+    doc = worst_case_steps(GenerateParams(axes={"x": ["memo"]}, mode="document"), prompts, decl)
+    assert len(doc) == 2
+
+
+def test_with_a_hosted_provider_each_conversation_goes_on_as_soon_as_its_reply_is_in(world):
+    """No waves: conversation B runs to its end (assistant, simulated user, assistant) while A's first
+    reply is still outstanding. Waves would hold B's second step until A's first returned: a deadlock here."""
+    import threading
+    from types import SimpleNamespace
+
+    from distillery.generation.conversation import converse, start
+
+    b_done, waited_out = threading.Event(), []
+
+    class Engine:
+        provider = SimpleNamespace(batches_on_device=False)
+
+        def workers(self):
+            return 4
+
+        def one(self, request):
+            last = request.messages[-1]["content"]
+            if last == "A opens" and not b_done.wait(timeout=5):
+                waited_out.append("A")
+            text = "B asks again" if "B answered" in last else ("B answered" if "B" in last else "A answered")
+            if last == "B asks again":
+                b_done.set()
+            return Completion(text, 1, 1, "stub", "stub", meta={"finish_reason": "stop"})
+
+    prompts = {n: Prompt(ROOT / "prompts" / f"generate_{n}.md") for n in ("assistant", "user", "document")}
+    cfg = GenerateParams(axes={"topic": ["weather"]}, turns=2)
+    convs = [start({"id": k, "topic": "weather"}, {"situation": "s", "opening": f"{k} opens"}, prompts["assistant"],
+                   world, 0) for k in ("A", "B")]
+    engine = Engine()
+    converse(convs, engine, engine, {}, prompts, cfg)
+    assert not waited_out and all(c.wants == "done" and c.failure is None for c in convs)
+    assert [m["content"] for m in convs[1].messages] == ["B opens", "B answered", "B asks again", "B answered"]

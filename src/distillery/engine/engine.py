@@ -155,6 +155,19 @@ class Engine:
         else:
             yield from run_threads(misses, self.call, self.router.workers())
 
+    def one(self, request) -> Completion | CallFailed:
+        """One request, from the cache or the provider, on the calling thread: for callers that run
+        their own threads (a conversation that must wait for each reply before its next request)."""
+        hit = self.cache.lookup([request])
+        if hit:
+            self.budget.count(cache_hits=1)
+            return hit[0]
+        return self.call(request)
+
+    def workers(self) -> int:
+        """How many calls may be in flight at once: the chain's concurrency."""
+        return self.router.workers()
+
     def run_all(self, requests: list) -> list[Completion | CallFailed]:
         """run(), in request order."""
         results: list = [None] * len(requests)

@@ -5,7 +5,8 @@
    sample), up to `max_attempts`, then they are recorded failures. Nothing is dropped silently. With
    `per_call: 1` the reply is just the user's first message, as plain text (prompts/generate_opening.md):
    a model too small to write JSON (the demo's) can still do that.
-2. Conversations, all advancing together so a local model answers them in device batches: the assistant
+2. Conversations, advancing together (a local model answers a step of all of them in one device batch;
+   hosted providers get each conversation's next step as soon as its last reply is in): the assistant
    turn is a ToolTurnRequest (native tool calling for hosted providers, the text protocol for the local
    model; `tool_choice: required` makes the conversation's first reply a tool call); each tool call is executed against the conversation's own fresh copy of the database and its
    result (or error) fed back, up to `max_tool_rounds`; then the simulated user writes the next message,
@@ -206,28 +207,55 @@ def _take_turn(conv: Conversation, reply, tools: dict[str, Tool], cfg) -> None:
 
 def converse(convs: list[Conversation], assistant, user, tools: dict[str, Tool], prompts: dict[str, Prompt],
              cfg) -> None:
-    """Advance every conversation to its end (or its failure), each step for all of them at once."""
+    """Advance every conversation to its end (or its failure). A model on this machine answers each step
+    of all of them in device batches (waves); hosted providers get each conversation's next request as
+    soon as its last reply is in, so the rate limit never idles at the end of a wave."""
     decl = declarations(tools)
+    if assistant.provider.batches_on_device or user.provider.batches_on_device:
+        return _converse_in_waves(convs, assistant, user, tools, decl, prompts, cfg)
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    def advance(conv: Conversation) -> None:
+        while conv.wants != "done":
+            role = conv.wants
+            engine = assistant if role == "assistant" else user
+            _take(conv, role, engine.one(_request(role, conv, decl, prompts, cfg)), tools, cfg)
+
+    workers = max(1, min(len(convs), max(assistant.workers(), user.workers())))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="conversation") as pool:
+        futures = [pool.submit(advance, c) for c in convs]
+        try:
+            for f in as_completed(futures):
+                f.result()  # a budget stop or a setup problem: raised here
+        finally:
+            for f in futures:
+                f.cancel()
+
+
+def _converse_in_waves(convs, assistant, user, tools, decl, prompts, cfg) -> None:
     while active := [c for c in convs if c.wants != "done"]:
         for role, engine in (("document", user), ("assistant", assistant), ("user", user)):
             group = [c for c in active if c.wants == role]
-            if not group:
-                continue
-            for i, reply in engine.run([_request(role, c, decl, prompts, cfg) for c in group]):
-                conv = group[i]
-                if isinstance(reply, BudgetExceeded):
-                    raise reply
-                if isinstance(reply, CallFailed):
-                    conv.failure, conv.wants = ("call_failed", str(reply)), "done"
-                elif role == "assistant":
-                    _take_turn(conv, reply, tools, cfg)
-                elif role == "document":
-                    _take_document(conv, reply)
-                elif reply.text.strip():
-                    conv.messages.append({"role": "user", "content": reply.text.strip()})
-                    conv.wants = "assistant"
-                else:
-                    conv.failure, conv.wants = ("no_user_message", "the simulated user wrote nothing"), "done"
+            if group:
+                for i, reply in engine.run([_request(role, c, decl, prompts, cfg) for c in group]):
+                    _take(group[i], role, reply, tools, cfg)
+
+
+def _take(conv: Conversation, role: str, reply, tools: dict[str, Tool], cfg) -> None:
+    """One step's reply into the conversation: its turn, a failure, or the budget's stop (raised)."""
+    if isinstance(reply, BudgetExceeded):
+        raise reply
+    if isinstance(reply, CallFailed):
+        conv.failure, conv.wants = ("call_failed", str(reply)), "done"
+    elif role == "assistant":
+        _take_turn(conv, reply, tools, cfg)
+    elif role == "document":
+        _take_document(conv, reply)
+    elif reply.text.strip():
+        conv.messages.append({"role": "user", "content": reply.text.strip()})
+        conv.wants = "assistant"
+    else:
+        conv.failure, conv.wants = ("no_user_message", "the simulated user wrote nothing"), "done"
 
 
 def _request(role: str, conv: Conversation, decl: list[dict], prompts: dict[str, Prompt], cfg):
@@ -245,6 +273,35 @@ def _request(role: str, conv: Conversation, decl: list[dict], prompts: dict[str,
                                cfg.document_tokens, sample=conv.sample)
     return CompleteRequest([{"role": "user", "content": prompts["user"].render(**values)}], cfg.temperature,
                            cfg.max_tokens, sample=conv.sample)
+
+
+def worst_case_steps(cfg, prompts: dict[str, Prompt], decl: list[dict]) -> list:
+    """One conversation's requests at their largest, for a plan made before paying: every assistant turn
+    uses all max_tool_rounds, every reply and tool result is max_tokens long (a result is assumed no longer
+    than a reply), and each step sends the whole history so far, with the tools' declarations."""
+    reply = "x" * 4 * cfg.max_tokens  # ~4 characters a token
+    tools_text = json.dumps(decl)
+    system = {"role": "system", "content": prompts["assistant"].render() + tools_text}
+    opening = {"role": "user", "content": "x" * 400}  # a brief's opening: ~100 tokens
+    if cfg.mode == "document":
+        document = CompleteRequest([{"role": "user", "content": prompts["document"].render()}], cfg.temperature,
+                                   cfg.document_tokens)
+        answer = CompleteRequest([system, {"role": "user", "content": "x" * (400 + 4 * cfg.document_tokens)}],
+                                 cfg.temperature, cfg.max_tokens)
+        return [document, answer]
+    steps, history = [], [system, opening]
+    for turn in range(cfg.turns):
+        for rounds in range(cfg.max_tool_rounds + 1):
+            steps.append(ToolTurnRequest(list(history), decl, cfg.temperature, cfg.max_tokens))
+            history.append({"role": "assistant", "content": reply})
+            if rounds < cfg.max_tool_rounds:
+                history.append({"role": "tool", "content": reply})
+        if turn < cfg.turns - 1:
+            transcript = "\n".join(str(m["content"]) for m in history[1:])
+            steps.append(CompleteRequest([{"role": "user", "content": prompts["user"].render(conversation=transcript)}],
+                                         cfg.temperature, cfg.max_tokens))
+            history.append({"role": "user", "content": reply})
+    return steps
 
 
 def _take_document(conv: Conversation, reply) -> None:
