@@ -109,3 +109,5 @@ def test_a_last_assistant_message_is_continued_not_answered(smol):
     tok = smol._load()[0]
     assert prefilled[:len(opened)] == opened  # the same prompt, then the prefill's own tokens
     assert tok.decode(prefilled[len(opened):]) == '<tool_call>{"name": "'
+    [reply] = smol.complete_batch([ask], temperature=0.9, max_tokens=48, seeds=[1], stop=[" "])
+    assert reply.text and " " not in reply.text.strip() and reply.output_tokens < 48  # ended at the stop string

@@ -287,6 +287,10 @@ def test_a_required_call_goes_out_in_each_vendors_own_spelling(name, expected):
 class Prefilling(Scripted):
     continues_prefill = True
 
+    def complete_batch(self, batch, *, temperature=None, max_tokens=None, seeds=None, schema=None, stop=None):
+        self.stop = stop
+        return super().complete_batch(batch, temperature=temperature, max_tokens=max_tokens, seeds=seeds)
+
 
 def test_a_required_call_in_the_text_protocol_is_prefilled_and_what_follows_the_call_is_dropped():
     llm = Prefilling(['get_weather", "arguments": {"city": "Paris", "day": "today"}}</tool_call>\nIt is sunny, 21°C!'])
@@ -295,6 +299,7 @@ def test_a_required_call_in_the_text_protocol_is_prefilled_and_what_follows_the_
     assert sent[-1] == {"role": "assistant", "content": toolproto.PREFILL}  # the reply starts inside a call
     assert reply.tool_calls[0]["function"] == {"name": "get_weather", "arguments": '{"city": "Paris", "day": "today"}'}
     assert reply.text == ""  # "It is sunny" came before the tool result: invented, dropped
+    assert llm.stop == ["</tool_call>"]  # the model stops at the call's end rather than run on to max_tokens
     # A provider that cannot continue a reply is told instead; "auto" neither prefills nor insists.
     told = Scripted(["<tool_call>{}</tool_call>"])
     told.complete_tools_batch([ASK], [WEATHER], max_tokens=32, tool_choice="required")

@@ -76,7 +76,9 @@ class Provider:
     supports_score = False
     batches_on_device = False  # True: complete_batch runs one forward pass; False: the engine fans out calls
     free = False  # True: runs on this machine, costs nothing, needs no price in base.prices
-    continues_prefill = False  # True: a last assistant message is continued, not answered (the text tool protocol)
+    # True: a last assistant message is continued, not answered, and complete_batch takes `stop` strings
+    # (the text tool protocol prefills a required call and ends it at its closing tag)
+    continues_prefill = False
 
     def __init__(self, model: str, base_url: str | None = None):
         self.model = model

@@ -108,9 +108,11 @@ class LocalProvider(Provider):
         return self.complete_batch([messages], temperature=temperature, max_tokens=max_tokens, seeds=[seed])[0]
 
     def complete_batch(self, batch, *, temperature=None, max_tokens=None, seeds=None,
-                       schema=None) -> list[Completion]:
+                       schema=None, stop: list[str] | None = None) -> list[Completion]:
         # `schema` cannot constrain plain generation here; the prompt asks for JSON and the engine
         # validates the reply. (The oracle uses score() on this provider anyway.)
+        # `stop`: a row ends at the first of these strings, kept in its text (a prefilled tool call ends at
+        # its closing tag: what a model writes after it, before seeing the result, is wasted time).
         import torch
 
         tok, lm = self._load()
@@ -128,7 +130,7 @@ class LocalProvider(Provider):
         with torch.no_grad():
             out = lm.generate(input_ids=ids, attention_mask=mask, max_new_tokens=limit, do_sample=False,
                               temperature=None, top_p=None, top_k=None, pad_token_id=pad,
-                              logits_processor=processors)
+                              logits_processor=processors, **({"stop_strings": stop, "tokenizer": tok} if stop else {}))
         results = []
         for row, prompt in zip(out, prompts):
             new = _until_eos(row[width:], tok.eos_token_id)
@@ -136,6 +138,8 @@ class LocalProvider(Provider):
                 new = new[new != pad]
             text = tok.decode(new, skip_special_tokens=True).strip()
             finish = "length" if len(new) >= limit else "stop"
+            if stop and any(x in text for x in stop):
+                text, finish = _through_stop(text, stop), "stop"
             results.append(Completion(text, len(prompt), int(len(new)), self.name, self.model,
                                       meta={"finish_reason": finish}))
         return results
@@ -243,6 +247,13 @@ def row_sampler(temperature: float, top_p: float, seeds: list[int]):
             return scores + gumbel.to(scores.device)
 
     return RowSampler()
+
+
+def _through_stop(text: str, stop: list[str]) -> str:
+    """The text up to and including the first stop string (rows that stopped early go on being padded
+    while the batch finishes, and a row may run a few tokens past its stop string)."""
+    ends = [text.index(x) + len(x) for x in stop if x in text]
+    return text[:min(ends)]
 
 
 def _until_eos(tokens, eos: int):

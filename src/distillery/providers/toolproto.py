@@ -192,7 +192,10 @@ def complete_tools_batch(provider, batch: list[list[dict]], tools: list[dict], *
                          max_tokens=None, seeds=None, tool_choice: str = "auto", batched: bool = True) -> list[Completion]:
     prefill = tool_choice == "required" and provider.continues_prefill
     rendered = [render(m, tools, tool_choice, prefill) for m in batch]
-    if batched:
+    if prefill:  # one call, ended at its closing tag
+        raws = provider.complete_batch(rendered, temperature=temperature, max_tokens=max_tokens, seeds=seeds,
+                                       stop=["</tool_call>"])
+    elif batched:
         raws = provider.complete_batch(rendered, temperature=temperature, max_tokens=max_tokens, seeds=seeds)
     else:
         raws = [provider.complete(rendered[0], temperature=temperature, max_tokens=max_tokens, seed=(seeds or [None])[0])]
