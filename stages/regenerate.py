@@ -68,11 +68,18 @@ def main():
                    if "kept_original" in r.get("regenerated", {}))
     rewritten = sum("regenerated" in r and "kept_original" not in r["regenerated"] for r in out)
     rejections = Counter(x["reason"] for r in out for x in r.get("regenerated", {}).get("rejected", []))
+    # Over every rewrite the generator wrote (each attempt, cut-off ones aside), not only the accepted ones:
+    # with check_facts on, an accepted rewrite keeps its facts by construction.
+    facts = Counter()
+    for r in out:
+        facts.update(r.get("regenerated", {}).get("facts", {}))
     write_metrics("regenerate", args.metrics, args.details, {
         "flagged": len(flagged), "rewritten": rewritten, "kept_original": sum(kept.values()),
         "kept_original_reasons": dict(kept), "rejections": dict(sorted(rejections.items())),
         "labels_dropped": sum(bool(r.get("regenerated", {}).get("dropped_labels")) for r in out),
         "failure_rate": round(sum(kept.values()) / max(1, len(flagged)), 4),
+        "check_facts": cfg.check_facts, "facts_checked": facts["checked"], "inventions": facts["inventions"],
+        "facts_kept_rate": round(facts["kept"] / facts["checked"], 4) if facts["checked"] else None,
         "template_rate_before": template_rate(match_patterns(before, patterns)),
         "template_rate_after": template_rate(match_patterns(after, patterns)),
         "before": diversity_metrics(before, div), "after": diversity_metrics(after, div),

@@ -23,6 +23,8 @@ TINY = {
     "calibrate": {"n_positive": 4, "n_negative": 4, "n_edge": 2},
     "validate": {"n_positive": 4, "n_negative": 4, "n_edge": 2},
     "detect_templates": {"min_count": 5, "max_templates": 3},
+    # The fake generator rewrites in random words, dropping every fact: the check would keep every original.
+    "regenerate": {"check_facts": False},
     "train": {"epochs": 1, "max_length": 64, "batch_size": 16},
     "train_chat": {"max_examples": 8, "max_length": 96, "batch_size": 4},
     "evaluate_chat": {"max_examples": 3, "max_new_tokens": 8, "bootstrap": 100},
@@ -100,6 +102,7 @@ def test_repro_runs_all_eight_stages_and_writes_metrics_and_reports(project):
     assert not (texts["train"] & texts["val"]) and not (texts["train"] & texts["test"]) and not (texts["val"] & texts["test"])
     assert metrics(root, "templates")["flagged"] > 0
     assert metrics(root, "regenerate")["template_rate_after"] < metrics(root, "regenerate")["template_rate_before"]
+    assert metrics(root, "regenerate")["facts_kept_rate"] < 0.5  # off, yet measured: random words keep no facts
     # The chat student: an adapter evaluate_chat loaded, judged in both orders, its verdict from the thresholds.
     assert (root / "models/chat/adapter_model.safetensors").exists()
     tc, ec = details(root, "train_chat"), details(root, "evaluate_chat")

@@ -18,18 +18,18 @@ def corpus():
 
 
 def test_rewrites_flagged_answers_only_and_keeps_tool_calls(make_engine):
-    engine = make_engine(responses=["Sunny and twenty, said the sky, smugly.",
+    engine = make_engine(responses=["Sunny and twenty degrees, said the sky, smugly.",  # = 20°C: facts kept
                                     f"Rain later. {STOCK}",  # b, attempt 1: still templated → retried
                                     "Rain by evening; carry the umbrella you always forget."])
     records = corpus()
     out = regenerate_all(records, {"a": ["phrase-0"], "b": ["phrase-0"]}, PATTERNS, STYLE, engine, PROMPT, CFG, seed=1)
-    assert [subject_text(r) for r in out] == ["Sunny and twenty, said the sky, smugly.",
+    assert [subject_text(r) for r in out] == ["Sunny and twenty degrees, said the sky, smugly.",
                                               "Rain by evening; carry the umbrella you always forget.",
                                               "Already varied and fine."]
     for before, after in zip(records, out):
         assert after["messages"][:-1] == before["messages"][:-1]  # tool calls and results untouched
     assert out[0]["regenerated"] == {"from": f"Sunny, 20°C. {STOCK}", "patterns": ["phrase-0"], "attempt": 1,
-                                     "rejected": []}
+                                     "rejected": [], "facts": {"checked": 1, "kept": 1, "inventions": 0}}
     assert out[1]["regenerated"]["attempt"] == 2
     assert out[1]["regenerated"]["rejected"] == [{"reason": "templated", "detail": "still contains phrase-0"}]
     assert "regenerated" not in out[2]
@@ -64,7 +64,7 @@ def test_killed_run_resumes_from_the_journal(make_engine, tmp_path):
 
 
 def test_near_duplicate_of_a_recent_rewrite_is_refused_and_recent_ones_are_shown(make_engine):
-    same = "The clouds gather over Paris like gossips at a wedding, so carry an umbrella."
+    same = "At 20°C the clouds gather over Paris like gossips at a wedding, so carry an umbrella."
     engine = make_engine(responses=[same, same, "Rain by tea time; the umbrella is your friend today."])
     cfg = RegenerateParams(max_attempts=2, batch_size=1, n_style_examples=1, recent_window=10, n_recent_examples=2)
     out = regenerate_all(corpus(), {"a": ["phrase-0"], "b": ["phrase-0"]}, PATTERNS, STYLE, engine, PROMPT, cfg,

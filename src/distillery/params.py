@@ -182,6 +182,7 @@ class RegenerateParams:
     n_style_examples: int = 2
     max_attempts: int = 2
     batch_size: int = 16
+    check_facts: bool = True  # a rewrite must keep the original's numbers, units and names, and invent no number
     recent_window: int = 50  # a rewrite may not be a near-duplicate of the last N accepted rewrites
     n_recent_examples: int = 3  # recent rewrites shown in the prompt as "do not repeat these"
     max_retries: int = 2

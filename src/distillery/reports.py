@@ -18,8 +18,9 @@ HEADLINE = {
     "validate": ("verdict", "n", "false_positive_rate", "false_negative_rate", "spread", "failures",
                  "agreement_with_labels.mae", "calls", "cost_usd"),
     "templates": ("responses", "patterns", "template_rate", "flagged", "near_duplicate_rate", "distinct_2"),
-    "regenerate": ("flagged", "rewritten", "kept_original", "labels_dropped", "template_rate_before",
-                   "template_rate_after", "calls", "cost_usd"),
+    "regenerate": ("flagged", "rewritten", "kept_original", "kept_original_reasons", "labels_dropped",
+                   "template_rate_before", "template_rate_after", "facts_kept_rate", "inventions", "calls",
+                   "cost_usd"),
     "label": ("labeled", "newly_labeled", "kept_existing_labels", "failures", "mean_score", "calls", "cost_usd"),
     "split": ("sizes", "leakage_duplicates_across_splits", "near_duplicate_pairs_across_splits"),
     "train": ("enabled", "best_val_mae", "train_rmse", "train_size", "epochs"),
@@ -147,6 +148,13 @@ def regenerate_report(m: dict, records: list[dict], pairs: int = 8) -> str:
              f"Template rate {_pct(m['template_rate_before'])} → {_pct(m['template_rate_after'])}."
              + (f" {m['labels_dropped']} rewritten records lost the labels they arrived with (label scores the new "
                 "text)." if m["labels_dropped"] else ""), ""]
+    if m.get("facts_checked"):
+        lost = sum(m["kept_original_reasons"].get(k, 0) for k in ("facts_dropped", "invention"))
+        lines += [f"Facts: {_pct(m['facts_kept_rate'])} of the {m['facts_checked']} rewrites written (every attempt) "
+                  f"kept every number, unit and name of the original; {m['inventions']} stated a number the "
+                  "conversation never did. " + (f"{lost} originals were kept because their last rewrite failed this check."
+                                                 if m["check_facts"] else "The check is off (regenerate.check_facts): "
+                                                 "these rewrites were not refused for it."), ""]
     if m["kept_original_reasons"] or m["rejections"]:
         lines += ["| reason | kept the original | rejected attempts |", "|---|---|---|"]
         lines += [f"| {reason} | {m['kept_original_reasons'].get(reason, 0)} | {m['rejections'].get(reason, 0)} |"

@@ -1,7 +1,8 @@
 """Rewrite the final assistant message of templated records; tool calls and tool results untouched.
 
 The prompt carries the persona, a few style examples drawn at random for that persona, and the
-template spans to avoid. A rewrite that still contains a template, or is empty, is tried again with a
+template spans to avoid. A rewrite that still contains a template, is empty, or drops, changes or invents
+a fact (facts.py: the original's numbers, units and names against the tool results) is tried again with a
 new sample index; after max_attempts the original is kept and the reason recorded in the record.
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ from distillery.engine.requests import CompleteRequest
 from distillery.text.tokens import jaccard, shingles
 from distillery.params import DiversityParams, RegenerateParams
 from distillery.records import render_context, subject_text, with_subject
+from distillery.regeneration.facts import FactCheck, check_facts, fact_sources
 from distillery.text.templates import match_patterns
 
 
@@ -80,8 +82,10 @@ META_CHATTER = re.compile(
 
 
 def check_rewrite(text: str, patterns: list[dict], recent: RecentRewrites | None = None,
-                  truncated: bool = False, max_tokens: int | None = None) -> Reject | None:
-    """Why a rewrite is unusable, or None when it is fine."""
+                  truncated: bool = False, max_tokens: int | None = None,
+                  facts: FactCheck | None = None) -> Reject | None:
+    """Why a rewrite is unusable, or None when it is fine. `facts`: check_facts of this rewrite against
+    the original (None: not checked)."""
     if truncated:
         return Reject("truncated", f"cut off at max_tokens={max_tokens} (raise regenerate.max_tokens)")
     if META_CHATTER.search(text):
@@ -91,6 +95,8 @@ def check_rewrite(text: str, patterns: list[dict], recent: RecentRewrites | None
     hits = match_patterns([text], patterns)[0]
     if hits:
         return Reject("templated", f"still contains {hits[0]}")
+    if facts is not None and not facts.ok:  # facts_dropped (dropped or changed) or invention
+        return Reject(facts.reason, facts.detail)
     twin = recent.near_duplicate_of(text) if recent else None
     return Reject("near_duplicate", f"of a recent rewrite ({twin[:60]!r})") if twin else None
 
@@ -98,7 +104,9 @@ def check_rewrite(text: str, patterns: list[dict], recent: RecentRewrites | None
 class RegenerateJob(Job):
     """Rewrite the final answer of each flagged record. Waves of `batch_size` run in corpus order, so
     each wave's prompts show the rewrites accepted before it ("do not repeat these"). After
-    max_attempts rejected rewrites the original is kept, with every reason: that is a result, journaled."""
+    max_attempts rejected rewrites the original is kept, with every reason: that is a result, journaled.
+    Every reply not cut off has its facts checked and tallied per record (`facts`: checked, kept,
+    inventions), with regenerate.check_facts off too, so the figures say what the check would refuse."""
 
     name = "regenerate"
 
@@ -110,6 +118,7 @@ class RegenerateJob(Job):
         self.by_pattern = {p["id"]: p for p in patterns}
         self.max_attempts, self.wave_size = cfg.max_attempts, cfg.batch_size
         self.recent = RecentRewrites(cfg.recent_window, div)
+        self.fact_tally: dict[str, dict[str, int]] = {}
 
     def key(self, record: dict) -> dict:
         # The budget and retry count decide how far a run gets, not what it writes: not part of the key.
@@ -125,7 +134,16 @@ class RegenerateJob(Job):
         return CompleteRequest(messages, self.cfg.temperature, self.cfg.max_tokens, attempt)
 
     def parse(self, record: dict, reply, attempt: int) -> Accept | Reject:
-        problem = check_rewrite(reply.text, self.patterns, self.recent, reply.truncated, self.cfg.max_tokens)
+        facts = None
+        if not reply.truncated:
+            original, context = fact_sources(record)
+            facts = check_facts(original, reply.text, context)
+            tally = self.fact_tally.setdefault(record["id"], {"checked": 0, "kept": 0, "inventions": 0})
+            tally["checked"] += 1
+            tally["kept"] += facts.kept
+            tally["inventions"] += bool(facts.invented)
+        problem = check_rewrite(reply.text, self.patterns, self.recent, reply.truncated, self.cfg.max_tokens,
+                                facts if self.cfg.check_facts else None)
         if problem is not None:
             return problem
         self.recent.add(reply.text)
@@ -149,7 +167,8 @@ class RegenerateJob(Job):
 
     def _outcome(self, record: dict, attempt: int, rejections: list[Reject] = ()) -> dict:
         return {"from": subject_text(record), "patterns": self.flagged[record["id"]], "attempt": attempt,
-                "rejected": [r.as_dict() for r in rejections]}
+                "rejected": [r.as_dict() for r in rejections],
+                "facts": dict(self.fact_tally.get(record["id"], {"checked": 0, "kept": 0, "inventions": 0}))}
 
 
 LABEL_FIELDS = ("labels", "score", "tier", "oracle")  # written for the old text: dropped on a rewrite
