@@ -1,27 +1,32 @@
 """How fast detect_templates is on the reported case: 14,399 responses, 59% templated.
 
-    python bench/templates_speed.py [--n 14399] [--vendi]
+    python bench/templates_speed.py [--n 14399] [--vendi] [--embeddings 2000]
 
-Runs what the stage runs (pattern mining, near-duplicate MinHash LSH, flagging, diversity metrics)
-on synthetic responses of realistic length (3-6 sentences, ~60-90 words) and prints responses per
-second and the process's peak resident memory. Vendi (MiniLM embeddings of a 300-response sample)
-is left out unless --vendi: it loads a model, and its cost does not grow with the corpus.
+Runs what the stage runs (pattern mining with the paraphrase-family search, near-duplicate MinHash LSH,
+flagging, diversity metrics) on synthetic responses of realistic length (3-6 sentences, ~60-90 words) and
+prints responses per second and the process's peak resident memory, then the paraphrase search's own share
+(MinHash LSH of every sentence frame, linking, families). Vendi (MiniLM embeddings of a 300-response
+sample) is left out unless --vendi: it loads a model, and its cost does not grow with the corpus.
+--embeddings N times the alternative candidate search, MiniLM sentence embeddings, on N of the frames.
 """
 import argparse
 import resource
 import time
 
-from distillery.text.diversity import diversity_metrics
-from distillery.testing.injected import make_responses
-from distillery.text.neardup import find_near_duplicates
 from distillery.params import DiversityParams, TemplateParams
-from distillery.text.templates import build_patterns, flag_templated, near_duplicate_patterns, template_rate
+from distillery.testing.injected import make_responses
+from distillery.text.diversity import diversity_metrics
+from distillery.text.neardup import find_near_duplicates
+from distillery.text.paraphrase import FrameStats, MinHasher, bucket_sizes, families
+from distillery.text.templates import (build_patterns, eligible, flag_templated, min_bucket, near_duplicate_patterns,
+                                       sentence_parts, template_rate)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=14_399)
     ap.add_argument("--vendi", action="store_true")
+    ap.add_argument("--embeddings", type=int, default=0, help="also time MiniLM embeddings of this many frames")
     args = ap.parse_args()
 
     texts, topics, truth = make_responses(args.n, seed=0, sentences=(3, 6))
@@ -50,6 +55,49 @@ def main():
           + (f", vendi {metrics['vendi']}" if args.vendi else ""))
     print(f"time: {elapsed:.2f} s  ({args.n / elapsed:,.0f} responses/s)")
     print(f"peak memory (RSS): {peak_mb:.0f} MB")
+    frames, seconds = paraphrase_search(texts, topics, cfg)
+    print(f"of which the paraphrase search: {seconds:.2f} s for {len(frames):,} distinct sentence frames "
+          f"({len(frames) / seconds:,.0f} frames/s)")
+    if args.embeddings:
+        n, seconds = embedding_search(frames[: args.embeddings], div.embedding_model)
+        print(f"MiniLM embeddings instead (CPU, {n} frames, the index not counted): {seconds:.2f} s "
+              f"({n / seconds:,.0f} frames/s)")
+
+
+def paraphrase_search(texts, topics, cfg):
+    """(distinct eligible frames, seconds for their band keys, bucket sizes and families), as mine_frames."""
+    stats = FrameStats(cfg.min_topics)
+    for d, (sents, frames, doc_words, lengths) in enumerate(sentence_parts(texts)):
+        at = 0
+        for s, f, n in zip(sents, frames, lengths):
+            if eligible(doc_words[at:at + n], frozenset(), cfg):
+                stats.add(f, s, topics[d], d)
+            at += n
+    start = time.perf_counter()
+    keys = MinHasher().band_keys(stats.frames)
+    limit = max(cfg.min_count, cfg.min_share * len(texts))
+    families(stats, keys, *bucket_sizes(keys, stats.df), min_bucket(limit), cfg.paraphrase_jaccard,
+             cfg.family_merge_jaccard, max(3.0, limit / 10))
+    return stats.frames, time.perf_counter() - start
+
+
+def embedding_search(frames, model):
+    """(frames, seconds) to embed them with MiniLM, mean-pooled, batches of 128, on this machine's CPU."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from distillery.modelpath import resolve_model_path
+
+    path = resolve_model_path(model)
+    tok, enc = AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
+    start = time.perf_counter()
+    with torch.no_grad():
+        for i in range(0, len(frames), 128):
+            batch = tok(frames[i:i + 128], padding=True, truncation=True, max_length=64, return_tensors="pt")
+            hidden = enc(**batch).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1).float()
+            torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1)
+    return len(frames), time.perf_counter() - start
 
 
 if __name__ == "__main__":

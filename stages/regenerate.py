@@ -21,6 +21,7 @@ from distillery.records import load_records, read_jsonl, subject_text, write_rec
 from distillery.regeneration.rewrite import RegenerateJob, RegeneratePrompt, apply_rewrites
 from distillery.reports import regenerate_report, write_metrics
 from distillery.text.diversity import diversity_metrics
+from distillery.text.overrep import answers_containing
 from distillery.text.templates import match_patterns, template_rate
 
 
@@ -30,6 +31,7 @@ def main():
     for name in ("corpus", "flagged", "patterns", "style", "prompt", "out", "metrics", "details", "report"):
         ap.add_argument(f"--{name}", required=True, type=Path)
     ap.add_argument("--params", default="params.yaml", type=Path)
+    ap.add_argument("--stock", type=Path, help="detect_templates' details: its over-represented phrases, followed here")
     add_dry_run(ap)
     args = ap.parse_args()
 
@@ -73,6 +75,9 @@ def main():
     facts = Counter()
     for r in out:
         facts.update(r.get("regenerated", {}).get("facts", {}))
+    listed = [r["ngram"] for r in json.loads(args.stock.read_text()).get("overrepresented", [])] if args.stock else []
+    stock = {g: {"before": b, "after": a} for (g, b), a in
+             zip(answers_containing(before, listed).items(), answers_containing(after, listed).values())}
     write_metrics("regenerate", args.metrics, args.details, {
         "flagged": len(flagged), "rewritten": rewritten, "kept_original": sum(kept.values()),
         "kept_original_reasons": dict(kept), "rejections": dict(sorted(rejections.items())),
@@ -83,7 +88,7 @@ def main():
         "template_rate_before": template_rate(match_patterns(before, patterns)),
         "template_rate_after": template_rate(match_patterns(after, patterns)),
         "before": diversity_metrics(before, div), "after": diversity_metrics(after, div),
-        "temperature": cfg.temperature, **engine.stats.as_metrics()})
+        "overrepresented_before_after": stock, "temperature": cfg.temperature, **engine.stats.as_metrics()})
     write_text(args.report, regenerate_report(json.loads(args.details.read_text()), out))
     print(f"regenerate: {rewritten}/{len(flagged)} rewritten, {sum(kept.values())} kept as they were; "
           f"{engine.stats.summary()}")

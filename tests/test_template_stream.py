@@ -1,6 +1,6 @@
 """The streaming detector agrees with the in-memory one, and reads its source only as a stream."""
 from distillery.text.diversity import diversity_metrics
-from distillery.testing.injected import make_responses
+from distillery.testing.injected import make_answers, make_responses
 from distillery.params import TemplateParams
 from distillery.text.template_stream import detect_streaming
 from distillery.text.templates import build_patterns, flag_templated
@@ -27,6 +27,23 @@ def test_streaming_matches_in_memory_detection():
     exact = diversity_metrics(texts)
     for key in ("distinct_2", "distinct_3", "compression_ratio", "self_repetition_4gram"):
         assert abs(metrics[key] - exact[key]) <= 0.02 * exact[key] + 1e-3, key  # sketches: within 2%
+
+
+def test_streaming_finds_the_same_paraphrase_families_behind_the_same_guards():
+    """Drifting paraphrase families, exact and slot-filled templates, and look-alikes the request explains
+    (no topics: the request test alone keeps those out): the same patterns and flags from both paths."""
+    answers = make_answers(1500, seed=3)
+    ids = [f"r{i}" for i in range(len(answers.texts))]
+    cfg = TemplateParams(min_count=15, min_share=0.01, max_templates=10)
+    memory_patterns = build_patterns(answers.texts, cfg, answers.contexts)
+    _, flagged = flag_templated(ids, answers.texts, memory_patterns, cfg.max_templates)
+    got = []
+    patterns, _ = detect_streaming(lambda: zip(ids, answers.texts, answers.contexts, [None] * len(ids)), cfg,
+                                   on_flag=lambda rid, pids: got.append(rid))
+    assert got == flagged
+    assert [(p["text"], p.get("variant_total")) for p in patterns if p["kind"] == "mined_frame"] == [
+        (p["text"], p.get("variant_total")) for p in memory_patterns if p["kind"] == "mined_frame"]
+    assert sum(p.get("variant_total", 0) > 6 for p in patterns) == 3  # the three drifting families
 
 
 def test_stage_streaming_switch_writes_the_same_outputs(tmp_path):

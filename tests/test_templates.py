@@ -110,3 +110,22 @@ def test_two_separate_stock_phrases_in_one_answer_are_both_found():
     cfg = TemplateParams(min_count=10, min_share=0.05, min_words=50, ngram=4, mine=True)
     spans = [p["text"] for p in build_patterns(texts, cfg) if p["kind"] == "mined_span"]
     assert first in spans and second in spans
+
+
+def test_batched_parsing_splits_and_frames_each_text_as_on_its_own():
+    """parse_texts joins a batch to run each regex once; whitespace, digits and non-ASCII must not leak
+    from one text into the next, and sentences must split as the look-behind regex always did."""
+    import re
+
+    from distillery.text.templates import frames_of, parse_texts
+    from distillery.text.tokens import sentences
+
+    old_split = re.compile(r"(?<=[.!?])\s+|\n+")
+    texts = ["Hello\tWorld.  It is 3.5 degrees in\u00a0Paris!\n\nOk then Rome, 4,000 people. ", "", "   ",
+             "A.B. c", "a \n. b", "What?! Yes\r\nNo.\u2028x", "a.\xa0b", "x!\ty?\n z", "  Lead Space. Next  Word",
+             "Plain text. Two sentences here"] + corpus(30)
+    for batch in (texts, [t for t in texts if t.isascii()], texts[-30:]):
+        sents, frames = parse_texts(batch)
+        assert sents == [[s.strip() for s in old_split.split(t) if s.strip()] for t in batch]
+        assert sents == [sentences(t) for t in batch]
+        assert frames == [[frame(s) for s in ss] for ss in sents] == [frames_of(ss) for ss in sents]

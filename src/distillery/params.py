@@ -170,9 +170,15 @@ class TemplateParams:
     min_topics: int = 2  # …across this many `tags.topic` values (where records have topics)
     min_words: int = 5  # sentences shorter than this are not frames
     ngram: int = 6  # word n-gram size for span mining
-    paraphrase_jaccard: float = 0.6  # frames this similar (word bigrams) are variants of one pattern
+    paraphrase_jaccard: float = 0.6  # frames this similar (word unigrams + bigrams) are variants of one family
+    family_merge_jaccard: float = 0.3  # families whose cores (their base wordings) are this alike are one
+    request_lift: float = 5.0  # drop a pattern whose answers' requests share a word this much more than all do; 0 = off
     max_templates: int = 20
     streaming: bool = False  # three passes over the file in flat memory (template_stream.py); no near-dups
+    overrep_top: int = 25  # the words and phrases most over-represented against human text, in the report (0: none)
+    overrep_min_docs: int = 10  # …each in at least this many answers
+    overrep_reference: str | None = None  # a file of human text (.txt lines or .jsonl) as the baseline; None: wordfreq
+    overrep_flag: bool = False  # true: the listed phrases (2+ words) are flagged like templates; false: informs only
 
 
 @dataclass

