@@ -49,7 +49,8 @@ def test_the_codes_defaults_are_the_shipped_params_yaml():
     wrong += _defaults_disagreeing(P.LabelParams(proceed_on_fail=data["label"]["proceed_on_fail"]), data["label"], "label")
     # The demo's knobs set for its 135M model and its CPU budget rather than for real work; params.yaml says
     # so beside each.
-    assert wrong == ["generate.per_call: code 5, params.yaml 1", "train_chat.learning_rate: code 0.0002, params.yaml 0.001",
+    assert wrong == ["regenerate.max_attempts: code 2, params.yaml 1",
+                     "generate.per_call: code 5, params.yaml 1", "train_chat.learning_rate: code 0.0002, params.yaml 0.001",
                      "train_chat.batch_size: code 8, params.yaml 4", "train_chat.max_length: code 512, params.yaml 256",
                      "train_chat.max_examples: code 0, params.yaml 32", "evaluate_chat.max_examples: code 0, params.yaml 8",
                      "evaluate_chat.max_new_tokens: code 128, params.yaml 48"]
