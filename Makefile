@@ -18,7 +18,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_VERBOSITY ?= error
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: publish judge scenarios compare help setup constraints demo repro plan test metrics plots corpus clean-state predict
+.PHONY: batches publish judge scenarios compare help setup constraints demo repro plan test metrics plots corpus clean-state predict
 
 help:                ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:[^#]*## /\t/' | expand -t 16
@@ -55,6 +55,9 @@ demo: setup          ## set up, then run the whole pipeline on the shipped demo 
 	@$(PY) -m distillery.pipeline.summary
 	@cat reports/evaluation.md
 	@echo "More: reports/chat_evaluation.md (the chat student), reports/calibration.md, reports/validation.md, make metrics, make plots"
+
+batches: setup       ## the vendor batches this project submitted and their state; CANCEL=<id>|open cancels
+	@$(PY) -m distillery.pipeline.batches $(if $(ALL),--all) $(if $(CANCEL),--cancel $(CANCEL))
 
 repro: setup         ## dvc repro: run what changed, then one line per stage
 	dvc repro

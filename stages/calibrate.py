@@ -44,7 +44,7 @@ def main():
         sample = [] if cfg.skip else stratified_sample(corpus, cfg, section="calibrate")
     except ValueError as exc:  # too few records of a kind for the sample asked for: a setting, not a bug
         raise SystemExit(f"calibrate: {exc}") from None
-    engine = Engine.for_stage(params.base.oracle, params.base)
+    engine = Engine.for_stage(params.base.oracle, params.base, "calibrate")
     runner = JobRunner(OracleJob(OraclePrompt(args.prompt), params.filter, engine, name="calibrate"), engine)
     if args.dry_run:
         print_plan("calibrate", runner.plan(sample), corpus=str(path), estimated_from_fallback=fallback)

@@ -66,7 +66,8 @@ def main():
     base, filt, cfg = params.base, params.filter, params.evaluate_chat
     seed_everything(base.seed)
     judge_spec = cfg.judge or base.oracle
-    engine = Engine.for_stage(judge_spec, base, max_retries=cfg.max_retries, budget_usd=cfg.budget_usd)
+    engine = Engine.for_stage(judge_spec, base, "evaluate_chat", batch=cfg.batch,
+                              max_retries=cfg.max_retries, budget_usd=cfg.budget_usd)
     rubric = "\n".join(f"- {name}: {d.description}" for name, d in filt.dimensions.items())
     judge = JudgeJob(JudgePrompt(args.judge_prompt), rubric, engine, tie_margin=cfg.tie_margin,
                      parse_retries=cfg.parse_retries)

@@ -97,8 +97,8 @@ def main():
 
     assistant_spec, user_spec = cfg.assistant or base.generator, cfg.user or base.generator
     kw = dict(max_retries=cfg.max_retries, budget_usd=cfg.budget_usd)
-    assistant = Engine.for_stage(assistant_spec, base, **kw)
-    user = assistant if user_spec == assistant_spec else Engine.for_stage(user_spec, base, **kw)
+    assistant = Engine.for_stage(assistant_spec, base, "generate", **kw)
+    user = assistant if user_spec == assistant_spec else Engine.for_stage(user_spec, base, "generate", **kw)
     prompts = {name: Prompt(getattr(args, f"{name}_prompt")) for name in ("brief", "opening", "document", "assistant", "user")}
     world = {"tools": _digest(args.tools), "database": _digest(args.database), "prompts": [p.template for p in prompts.values()],
              "assistant": assistant_spec.identity(), "user": user_spec.identity(),

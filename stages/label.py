@@ -54,7 +54,8 @@ def main():
     numbered = load_numbered(corpus)
     records = [r for _, r in numbered]
     kept, todo = keep_existing_labels(numbered, filt, corpus, relabel=cfg.relabel)
-    engine = Engine.for_stage(base.oracle, base, max_retries=cfg.max_retries, budget_usd=cfg.budget_usd)
+    engine = Engine.for_stage(base.oracle, base, "label", batch=cfg.batch,
+                              max_retries=cfg.max_retries, budget_usd=cfg.budget_usd)
     job = OracleJob(OraclePrompt(args.prompt), filt, engine, parse_retries=cfg.parse_retries)
     runner = JobRunner(job, engine, Journal(Path(base.state_dir) / "journal" / "label.jsonl"))
     if args.dry_run:

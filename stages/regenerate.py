@@ -51,9 +51,12 @@ def main():
     for _, example in read_jsonl(args.style):
         style[example["persona"]].append(example["text"])
 
-    engine = Engine.for_stage(base.generator, base, max_retries=cfg.max_retries, budget_usd=cfg.budget_usd)
+    engine = Engine.for_stage(base.generator, base, "regenerate", batch=cfg.batch,
+                              max_retries=cfg.max_retries, budget_usd=cfg.budget_usd)
     job = RegenerateJob(flagged, patterns, style, RegeneratePrompt(args.prompt), cfg, base.seed,
                         base.generator.context_chars, div)
+    if engine.spec.batch:  # one vendor batch for every flagged answer, not one a wave of batch_size
+        job.wave_size = None
     runner = JobRunner(job, engine, Journal(Path(base.state_dir) / "journal" / "regenerate.jsonl"))
     todo = [r for r in records if r["id"] in flagged]
     if args.dry_run:

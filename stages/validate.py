@@ -48,7 +48,7 @@ def main():
         sample = [] if params.calibrate.skip else stratified_sample(corpus, cfg, exclude=exclude, section="validate")
     except ValueError as exc:  # too few records of a kind for the sample asked for: a setting, not a bug
         raise SystemExit(f"validate: {exc}") from None
-    engine = Engine.for_stage(params.base.oracle, params.base)
+    engine = Engine.for_stage(params.base.oracle, params.base, "validate")
     runner = JobRunner(OracleJob(OraclePrompt(args.prompt), params.filter, engine, name="validate"), engine)
     if args.dry_run:
         print_plan("validate", runner.plan(sample), corpus=str(path), estimated_from_fallback=fallback)

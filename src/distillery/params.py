@@ -40,6 +40,9 @@ class ModelSpec:
     concurrency: int = 8  # hosted: requests in flight at once
     chain: list[ModelSpec] = field(default_factory=list)  # more providers, each a spec like this one
     routing: str = "fallback"  # fallback: the chain in order when one fails | round_robin: by capacity
+    batch: bool = False  # anthropic, openai_compat, together, mistral: send the calls as vendor batches (about
+    #                      half the price, results within 24 h); see README "Batches"
+    batch_poll_s: float = 30.0  # batch: seconds between status checks
     json_mode: str = "auto"  # openai_compat: json_schema | json_object | none; auto = json_schema, then
     #                          json_object if the server rejects it (llama.cpp), noted in the metrics
 
@@ -59,6 +62,8 @@ class ModelSpec:
 class Price:
     input: float  # USD per million input tokens
     output: float  # USD per million output tokens
+    batch_input: float | None = None  # the batch price, where it is not base.batch_discount × the live one
+    batch_output: float | None = None
 
 
 @dataclass
@@ -71,6 +76,7 @@ class BaseParams:
     cache_path: str | None = None  # the call cache elsewhere (e.g. ~/.cache/distillery/calls.sqlite for every
     #                                project); default: <repo>/<state_dir>/cache.sqlite, shared by experiments
     prices: dict[str, Price] = field(default_factory=dict)  # model name -> USD per million tokens
+    batch_discount: float = 0.5  # batch price = live price × this, for models without batch prices
 
 
 @dataclass
@@ -147,6 +153,7 @@ class LabelParams:
     max_retries: int = 2  # per provider of the chain, for 429 / 5xx / overloaded / timeouts / torn replies
     parse_retries: int = 1  # a reply that fails validation is asked again (a new sample) this many times
     budget_usd: float | None = None  # the most one run may spend; it stops cleanly and resumes
+    batch: bool | None = None  # vendor batches for this stage (None: base.oracle's `batch`)
     max_failure_rate: float = 0.05  # more failed records than this share: exit 4, and the next repro retries
 
 
@@ -188,11 +195,14 @@ class RegenerateParams:
     n_style_examples: int = 2
     max_attempts: int = 2
     batch_size: int = 16
+    batch: bool | None = None  # vendor batches for this stage (None: base.generator's `batch`); one batch for
+    #                            all flagged answers (batch_size waves would each wait for a batch)
     check_facts: bool = True  # a rewrite must keep the original's numbers, units and names, and invent no number
     recent_window: int = 50  # a rewrite may not be a near-duplicate of the last N accepted rewrites
     n_recent_examples: int = 3  # recent rewrites shown in the prompt as "do not repeat these"
     max_retries: int = 2
     budget_usd: float | None = None  # the most one run may spend; it stops cleanly and resumes
+    batch: bool | None = None  # vendor batches for this stage (None: base.oracle's `batch`)
     max_failure_rate: float = 0.05  # calls that failed (not rewrites kept): above this share, exit 4
 
 
@@ -311,6 +321,7 @@ class EvaluateChatParams:
     max_retries: int = 2
     parse_retries: int = 1  # a judge reply that names no winner is asked again, then recorded as a failure
     budget_usd: float | None = None
+    batch: bool | None = None  # vendor batches for the judge (None: the judge spec's `batch`)
     max_failure_rate: float = 0.1  # judgements lost (failed calls or unreadable replies): above this share, exit 4
     thresholds: ChatThresholds = field(default_factory=ChatThresholds)
 

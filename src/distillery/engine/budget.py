@@ -26,6 +26,7 @@ class CallStats:
     cost_usd: float = 0.0
     fallbacks: int = 0  # calls answered by a chain member after an earlier one failed
     rate_limit_wait_s: float = 0.0
+    batches: int = 0  # vendor batches submitted (their answered requests count in calls, at the batch price)
     by_provider: dict = field(default_factory=dict)
     unpriced: set = field(default_factory=set)
     notices: set = field(default_factory=set)  # what a provider changed on the way (e.g. a JSON-mode fallback)
@@ -36,7 +37,7 @@ class CallStats:
                 "input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
                 "cost_usd": round(self.cost_usd, 6), "rate_limit_wait_s": round(self.rate_limit_wait_s, 2),
                 "by_provider": self.by_provider, "unpriced_models": sorted(self.unpriced),
-                "notices": sorted(self.notices)}
+                "notices": sorted(self.notices), **({"batches": self.batches} if self.batches else {})}
 
     def progress(self) -> str:
         """The progress bar's tail: calls and cache hits, then what else the engine did, once it happens."""
@@ -52,15 +53,24 @@ class CallStats:
 
 
 class BudgetMeter:
-    def __init__(self, prices: dict, budget_usd: float | None, stats: CallStats):
+    def __init__(self, prices: dict, budget_usd: float | None, stats: CallStats, batch_discount: float = 0.5):
         self.prices, self.budget_usd, self.stats = prices, budget_usd, stats
+        self.batch_discount = batch_discount
         self.stopped: str | None = None  # why no more calls are made (the budget)
         self._reserved = 0.0
         self._lock = threading.Lock()
 
-    def cost(self, model: str, input_tokens: int, output_tokens: int) -> float:
+    def cost(self, model: str, input_tokens: int, output_tokens: int, batch: bool = False) -> float:
+        """USD at the model's price; `batch`: its batch price (batch_input / batch_output where base.prices
+        gives them, else the live price times base.batch_discount)."""
         price = self.prices.get(model)
-        return 0.0 if price is None else (input_tokens * price.input + output_tokens * price.output) / 1e6
+        if price is None:
+            return 0.0
+        if not batch:
+            return (input_tokens * price.input + output_tokens * price.output) / 1e6
+        p_in = price.batch_input if price.batch_input is not None else price.input * self.batch_discount
+        p_out = price.batch_output if price.batch_output is not None else price.output * self.batch_discount
+        return (input_tokens * p_in + output_tokens * p_out) / 1e6
 
     def priced(self, member) -> bool:
         return member.provider.free or member.spec.model in self.prices
@@ -77,13 +87,17 @@ class BudgetMeter:
         each request's maximum (an upper bound)."""
         tokens_in = sum(prompt_chars(r.messages) // 4 for r in requests)
         tokens_out = sum(r.output_tokens_max() for r in requests)
+        model = member.spec.model
         return {"provider": member.label, "calls": len(requests), "input_tokens": tokens_in,
                 "output_tokens_max": tokens_out, "priced": self.priced(member),
-                "cost_usd_max": round(self.cost(member.spec.model, tokens_in, tokens_out), 4)}
+                "cost_usd_max": round(self.cost(model, tokens_in, tokens_out, batch=member.spec.batch), 4),
+                "cost_usd_max_live": round(self.cost(model, tokens_in, tokens_out), 4),
+                "cost_usd_max_batch": round(self.cost(model, tokens_in, tokens_out, batch=True), 4),
+                "batch": member.spec.batch}
 
-    def reserve(self, member, est_in: int, est_out: int) -> float:
+    def reserve(self, member, est_in: int, est_out: int, batch: bool = False) -> float:
         """Set aside the most this call can cost; raise BudgetExceeded if that would pass the budget."""
-        est = self.cost(member.spec.model, est_in, est_out)
+        est = self.cost(member.spec.model, est_in, est_out, batch)
         with self._lock:
             if self.stopped:
                 raise BudgetExceeded(self.stopped)
@@ -94,14 +108,14 @@ class BudgetMeter:
             self._reserved += est
         return est
 
-    def settle(self, member, completion, reserved: float, waited_s: float = 0.0) -> None:
+    def settle(self, member, completion, reserved: float, waited_s: float = 0.0, batch: bool = False) -> None:
         """Release the reservation; count an answered call's tokens and cost."""
         with self._lock:
             self._reserved -= reserved
             if completion is None:
                 return
             s, c = self.stats, completion
-            cost = self.cost(member.spec.model, c.input_tokens, c.output_tokens)
+            cost = self.cost(member.spec.model, c.input_tokens, c.output_tokens, batch)
             if not self.priced(member):
                 s.unpriced.add(member.spec.model)
             s.calls += 1

@@ -72,6 +72,13 @@ class CallCache:
         with self._lock, self._db:  # one transaction a call: a killed run keeps every answer it paid for
             self._db.execute("INSERT OR REPLACE INTO calls VALUES (?, ?)", (key, json.dumps(value)))
 
+    def put_many(self, items: list[tuple[str, dict]]) -> None:
+        """Several answers in one transaction (a batch's results: one commit a thousand, not one each)."""
+        if items:
+            with self._lock, self._db:
+                self._db.executemany("INSERT OR REPLACE INTO calls VALUES (?, ?)",
+                                     [(k, json.dumps(v)) for k, v in items])
+
     def __len__(self) -> int:
         with self._lock:
             return self._db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]

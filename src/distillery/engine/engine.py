@@ -13,15 +13,19 @@ records: nothing is dropped silently.
 """
 from __future__ import annotations
 
+import dataclasses
+
+from distillery.engine.batch import BatchRunner
 from distillery.engine.budget import BudgetMeter, CallStats
 from distillery.engine.cache import CallCache, ChainCache, shared_cache_path
 from distillery.engine.dispatch import run_device, run_threads
 from distillery.engine.limiter import RateLimiter
+from distillery.engine.remote import Ledger
 from distillery.engine.requests import BudgetExceeded, CallFailed, CompleteRequest, prompt_chars
 from distillery.engine.retry import NOT_RETRYABLE, RetryPolicy
 from distillery.engine.router import Member, Router
 from distillery.providers import Completion, ProviderError, provider_for  # noqa: F401 - Completion: the results
-from distillery.providers.base import STOP_STATUS, StageStop
+from distillery.providers.base import STOP_STATUS, SetupError, StageStop
 
 # Calls in a row that failed with one and the same error: the stage stops rather than grind through every
 # record. Few while nothing has answered yet (a wrong URL, a server not started); more once calls have
@@ -41,8 +45,10 @@ def stop_message(member, exc, what: str, key: bool = True) -> str:
 
 class Engine:
     def __init__(self, spec, cache: CallCache, *, max_retries: int = 2, provider=None, backoff_s: float = 0.5,
-                 prices: dict | None = None, budget_usd: float | None = None, batch_size: int = 16):
-        self.spec, self.batch_size = spec, batch_size
+                 prices: dict | None = None, budget_usd: float | None = None, batch_size: int = 16,
+                 batch_discount: float = 0.5, ledger: Ledger | None = None):
+        """`ledger`: where a stage records its vendor batches (needed when spec.batch is on)."""
+        self.spec, self.batch_size, self.ledger = spec, batch_size, ledger
         specs = [spec, *spec.chain]
         self.members = [Member(s, provider if (i == 0 and provider) else provider_for(s),
                                RateLimiter(s.rpm, s.tpm), max(1, s.concurrency)) for i, s in enumerate(specs)]
@@ -51,15 +57,20 @@ class Engine:
         self.router = Router(self.members, spec.routing)
         self.retry = RetryPolicy(max_retries, backoff_s)
         self.stats = CallStats()
-        self.budget = BudgetMeter(prices or {}, budget_usd, self.stats)
+        self.budget = BudgetMeter(prices or {}, budget_usd, self.stats, batch_discount)
         self.budget.check_priced(self.members)
         self.answered, self._in_row = False, []  # for stopping a stage whose calls all fail alike
         self.stop_reason: str | None = None
 
     @classmethod
-    def for_stage(cls, spec, base, **kw) -> "Engine":
-        """The engine a stage uses: the repository's shared call cache, base.prices."""
-        return cls(spec, CallCache(shared_cache_path(base.state_dir, base.cache_path)), prices=base.prices, **kw)
+    def for_stage(cls, spec, base, stage: str, batch: bool | None = None, **kw) -> "Engine":
+        """The engine a stage uses: the repository's shared call cache, base.prices, the stage's ledger of
+        vendor batches. `batch`: the stage's own switch (None: the spec's `batch`)."""
+        if batch is not None and batch != spec.batch:
+            spec = dataclasses.replace(spec, batch=batch)
+        return cls(spec, CallCache(shared_cache_path(base.state_dir, base.cache_path)), prices=base.prices,
+                   batch_discount=base.batch_discount, ledger=Ledger.for_stage(base.state_dir, stage, base.cache_path),
+                   **kw)
 
     # --- one call that missed the cache ---------------------------------------------------------
     def call(self, request, tried: int = 0) -> Completion | CallFailed:
@@ -150,14 +161,25 @@ class Engine:
         self.budget.count(cache_hits=len(hits))
         yield from hits.items()
         misses = [(i, r) for i, r in enumerate(requests) if i not in hits]
-        if self.members[0].provider.batches_on_device:
+        if self.spec.batch and misses:
+            yield from self.batches().run(misses)
+        elif self.members[0].provider.batches_on_device:
             yield from run_device(misses, self._send_batch, self.call, self.batch_size)
         else:
             yield from run_threads(misses, self.call, self.router.workers())
 
+    def batches(self) -> BatchRunner:
+        """The vendor-batch dispatcher (spec.batch): made at the first batch, as it needs the SDK."""
+        if getattr(self, "_batches", None) is None:
+            if self.ledger is None:
+                raise SetupError("batch: true needs the stage's ledger (Engine.for_stage)")
+            self._batches = BatchRunner(self, self.ledger, poll_s=self.spec.batch_poll_s)
+        return self._batches
+
     def one(self, request) -> Completion | CallFailed:
         """One request, from the cache or the provider, on the calling thread: for callers that run
-        their own threads (a conversation that must wait for each reply before its next request)."""
+        their own threads (a conversation that must wait for each reply before its next request).
+        Always live, even with `batch` on: a batch round per turn would take a day a turn."""
         hit = self.cache.lookup([request])
         if hit:
             self.budget.count(cache_hits=1)
@@ -183,7 +205,10 @@ class Engine:
 
     def setup_problems(self) -> list[str]:
         """What would stop the first call (a missing key or SDK), found without calling: for plans."""
-        return [p for m in self.members if (p := getattr(m.provider, "setup_problem", lambda: None)())]
+        problems = [p for m in self.members if (p := getattr(m.provider, "setup_problem", lambda: None)())]
+        if self.spec.batch and self.provider.batch_api() is None:
+            problems.append(f"batch: true, but provider {self.spec.provider!r} has no batch API")
+        return problems
 
     # --- conveniences ---------------------------------------------------------------------------
     def complete_request(self, messages, *, temperature=None, max_tokens=None, sample: int = 0,

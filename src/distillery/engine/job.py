@@ -144,7 +144,7 @@ class JobRunner:
         est = self.engine.estimate([self.job.request(r, self.job.first_attempt) for r in todo])
         n = self.job.max_attempts
         return {"records": len(records), "journal_hits": len(resumed), **est, "calls_max": est["calls"] * n,
-                "cost_usd_max": round(est["cost_usd_max"] * n, 4),
+                **{k: round(est[k] * n, 4) for k in ("cost_usd_max", "cost_usd_max_live", "cost_usd_max_batch")},
                 "output_tokens_max": est["output_tokens_max"] * n, "setup_problems": self.engine.setup_problems()}
 
     def run(self, records: list[dict]) -> JobResult:

@@ -55,6 +55,11 @@ class CompleteRequest:
         return provider.complete(self.messages, temperature=self.temperature, max_tokens=self.max_tokens,
                                  seed=seed, schema=self.schema)
 
+    def wire(self, provider, seed: int) -> dict:
+        """The live call's parameters as the vendor's request body: one request of a vendor batch."""
+        return provider.complete_params(self.messages, temperature=self.temperature, max_tokens=self.max_tokens,
+                                        seed=seed, schema=self.schema)
+
     @staticmethod
     def send_batch(provider, requests: list["CompleteRequest"], seeds: list[int]):
         first = requests[0]
@@ -92,6 +97,10 @@ class ToolTurnRequest:
         return provider.complete_tools(self.messages, self.tools, temperature=self.temperature,
                                        max_tokens=self.max_tokens, seed=seed, **self._choice())
 
+    def wire(self, provider, seed: int) -> dict:
+        return provider.tools_params(self.messages, self.tools, temperature=self.temperature,
+                                     max_tokens=self.max_tokens, seed=seed, tool_choice=self.tool_choice)
+
     @staticmethod
     def send_batch(provider, requests: list["ToolTurnRequest"], seeds: list[int]):
         first = requests[0]
@@ -124,6 +133,9 @@ class ScoreRequest:
 
     def send(self, provider, seed: int):
         return provider.score(self.messages, fields=list(self.fields), low=self.low, high=self.high)
+
+    def wire(self, provider, seed: int) -> dict:
+        raise NotImplementedError("score requests read token probabilities on this machine: no vendor batch")
 
     @staticmethod
     def send_batch(provider, requests: list["ScoreRequest"], seeds: list[int]):

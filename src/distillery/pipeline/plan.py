@@ -89,6 +89,8 @@ def main() -> None:
     total = {k: sum(p.get(k, 0) for p in plans) for k in ("calls", "cache_hits", "journal_hits", "input_tokens",
                                                            "output_tokens_max")}
     total["cost_usd_max"] = round(sum(p["cost_usd_max"] for p in plans), 4)
+    for k in ("cost_usd_max_live", "cost_usd_max_batch"):  # the same calls at the live and at the batch price
+        total[k] = round(sum(p.get(k, p["cost_usd_max"]) for p in plans), 4)
     # "+": some stage's model has no price, so the total is a floor of what is known, not the bound
     total_cost = f"{total['cost_usd_max']:.4f}" + ("+" if any(not p["priced"] for p in plans) else "")
     total["calls_max"] = sum(p.get("calls_max", p["calls"]) for p in plans)
@@ -99,14 +101,20 @@ def main() -> None:
     if not plans:
         return
     print(f"\n{'stage':<13} {'provider':<40} {'records':>7} {'journal':>7} {'cached':>7} {'calls':>7} "
-          f"{'in tok':>9} {'out tok≤':>9} {'cost≤ USD':>10}")
+          f"{'in tok':>9} {'out tok≤':>9} {'cost≤ USD':>10} {'live≤':>9} {'batch≤':>9}")
     for p in plans:
         calls = f"{p['calls']}" + (f"-{p['calls_max']}" if p.get("calls_max", p["calls"]) != p["calls"] else "")
-        cost = f"{p['cost_usd_max']:.4f}" if p["priced"] else "unpriced"
+        cost = f"{p['cost_usd_max']:.4f}" + (" B" if p.get("batch") else "") if p["priced"] else "unpriced"
+        live, batch = (f"{p.get(k, p['cost_usd_max']):.4f}" if p["priced"] else "-"
+                       for k in ("cost_usd_max_live", "cost_usd_max_batch"))
         print(f"{p['stage']:<13} {elide(p['provider'], 40):<40} {p['records']:>7} {p['journal_hits']:>7} "
-              f"{p['cache_hits']:>7} {calls:>7} {p['input_tokens']:>9} {p['output_tokens_max']:>9} {cost:>10}")
+              f"{p['cache_hits']:>7} {calls:>7} {p['input_tokens']:>9} {p['output_tokens_max']:>9} {cost:>10} "
+              f"{live:>9} {batch:>9}")
     print(f"{'total':<13} {'':<40} {'':>7} {total['journal_hits']:>7} {total['cache_hits']:>7} "
-          f"{total['calls']:>7} {total['input_tokens']:>9} {total['output_tokens_max']:>9} {total_cost:>10}")
+          f"{total['calls']:>7} {total['input_tokens']:>9} {total['output_tokens_max']:>9} {total_cost:>10} "
+          f"{total['cost_usd_max_live']:>9.4f} {total['cost_usd_max_batch']:>9.4f}")
+    if any(p.get("batch") for p in plans):
+        print("B: sent as vendor batches (batch: true), at the batch price; live≤ / batch≤: the same calls either way")
     notes = [f"{p['stage']}: estimated from {p['corpus']} (its input does not exist yet)" for p in plans
              if p.get("estimated_from_fallback")]
     notes += [f"{p['stage']}: detect_templates has not run; counted every record as flagged" for p in plans

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 
 from distillery.providers.base import Completion, HostedProvider, classify
+from distillery.providers.batching import BatchAPI, ItemError, RemoteStatus
 from distillery.providers.toolproto import is_error_result
 
 TOOL = "record_reply"
@@ -25,45 +26,105 @@ class AnthropicProvider(HostedProvider):
     def connect(self, sdk, key, timeout_s):
         return sdk.Anthropic(api_key=key, base_url=self.base_url, max_retries=0, timeout=timeout_s)
 
-    def complete(self, messages, *, temperature=None, max_tokens=None, seed=None, schema=None) -> Completion:
+    def complete_params(self, messages, *, temperature=None, max_tokens=None, seed=None, schema=None) -> dict:
+        """The Messages API parameters of one call (live, or one request of a batch)."""
         system, chat = to_anthropic(messages)
         # max_tokens is required by the API. temperature is not sent: Anthropic deprecated it (newer
         # models answer 400) and SDK 2.x no longer takes it; the sample index still keys the cache.
-        kwargs = {"max_tokens": max_tokens if max_tokens is not None else 1024}
+        params = {"model": self.model, "messages": chat, "max_tokens": max_tokens if max_tokens is not None else 1024}
         if system:
-            kwargs["system"] = system
+            params["system"] = system
         if schema is not None:
-            kwargs["tools"] = [{"name": TOOL, "description": "Record the reply.", "input_schema": schema}]
-            kwargs["tool_choice"] = {"type": "tool", "name": TOOL}
+            params["tools"] = [{"name": TOOL, "description": "Record the reply.", "input_schema": schema}]
+            params["tool_choice"] = {"type": "tool", "name": TOOL}
+        return params
+
+    def tools_params(self, messages, tools, *, temperature=None, max_tokens=None, seed=None, tool_choice="auto") -> dict:
+        params = self.complete_params(messages, max_tokens=max_tokens)  # temperature: see complete_params
+        params["tools"] = [{"name": t["function"]["name"], "description": t["function"].get("description", ""),
+                            "input_schema": t["function"].get("parameters") or {"type": "object", "properties": {}}}
+                           for t in tools]
+        params["tool_choice"] = {"type": "any" if tool_choice == "required" else "auto"}
+        return params
+
+    def read_reply(self, reply) -> Completion:
+        """A Message (live or from a batch's results) as a Completion: the forced reply tool's input as JSON
+        text; other tool_use blocks as OpenAI-format tool calls."""
+        forced = next((b for b in reply.content if b.type == "tool_use" and b.name == TOOL), None)
+        text = json.dumps(forced.input) if forced is not None else "".join(
+            b.text for b in reply.content if b.type == "text")
+        calls = [{"id": b.id, "type": "function", "function": {"name": b.name, "arguments": json.dumps(b.input)}}
+                 for b in reply.content if b.type == "tool_use" and b is not forced]
+        return Completion(text, reply.usage.input_tokens, reply.usage.output_tokens, self.name, self.model,
+                          meta={"finish_reason": reply.stop_reason}, tool_calls=calls or None)
+
+    def _create(self, params: dict) -> Completion:
         try:
-            reply = self.client.messages.create(model=self.model, messages=chat, **kwargs)
-            tool = next((b for b in reply.content if b.type == "tool_use"), None)
-            text = json.dumps(tool.input) if tool is not None else "".join(
-                b.text for b in reply.content if b.type == "text")
+            return self.read_reply(self.client.messages.create(**params))
         except Exception as exc:  # noqa: BLE001 - every SDK error (and a body it could not parse) becomes a ProviderError
             raise classify(exc, self.name) from exc
-        return Completion(text, reply.usage.input_tokens, reply.usage.output_tokens, self.name, self.model,
-                          meta={"finish_reason": reply.stop_reason})
+
+    def complete(self, messages, *, temperature=None, max_tokens=None, seed=None, schema=None) -> Completion:
+        return self._create(self.complete_params(messages, max_tokens=max_tokens, schema=schema))
 
     def complete_tools(self, messages, tools, *, temperature=None, max_tokens=None, seed=None,
                        tool_choice="auto") -> Completion:
-        system, chat = to_anthropic(messages)
-        kwargs = {"max_tokens": max_tokens if max_tokens is not None else 1024,  # temperature: see complete()
-                  "tools": [{"name": t["function"]["name"], "description": t["function"].get("description", ""),
-                             "input_schema": t["function"].get("parameters") or {"type": "object", "properties": {}}}
-                            for t in tools],
-                  "tool_choice": {"type": "any" if tool_choice == "required" else "auto"}}
-        if system:
-            kwargs["system"] = system
+        return self._create(self.tools_params(messages, tools, max_tokens=max_tokens, tool_choice=tool_choice))
+
+    def batch_api(self):
+        return AnthropicBatches(self)
+
+
+class AnthropicBatches(BatchAPI):
+    """Message Batches: requests inline (no upload), results as JSONL by custom_id. A batch takes no
+    metadata, so one created just before a crash is found by its creation time and request count."""
+    vendor, max_requests, max_bytes = "anthropic", 100_000, 256 * 2**20
+
+    def line(self, custom_id, params):
+        return {"custom_id": custom_id, "params": params}
+
+    def create(self, lines, tag):
         try:
-            reply = self.client.messages.create(model=self.model, messages=chat, **kwargs)
-            text = "".join(b.text for b in reply.content if b.type == "text")
-            calls = [{"id": b.id, "type": "function", "function": {"name": b.name, "arguments": json.dumps(b.input)}}
-                     for b in reply.content if b.type == "tool_use"]
-        except Exception as exc:  # noqa: BLE001 - every SDK error (and a body it could not parse) becomes a ProviderError
-            raise classify(exc, self.name) from exc
-        return Completion(text, reply.usage.input_tokens, reply.usage.output_tokens, self.name, self.model,
-                          meta={"finish_reason": reply.stop_reason}, tool_calls=calls or None)
+            return self.client.messages.batches.create(requests=lines).id
+        except Exception as exc:  # noqa: BLE001
+            raise classify(exc, self.provider.name) from exc
+
+    def _list(self, limit: int = 100):
+        return list(self.client.messages.batches.list(limit=min(limit, 100)))
+
+    def find(self, tag, since, n):
+        for b in self._list():
+            c = b.request_counts
+            total = c.processing + c.succeeded + c.errored + c.canceled + c.expired
+            if b.created_at.timestamp() >= since and total == n:
+                return b.id
+        return None
+
+    def status(self, batch_id):
+        b = self.client.messages.batches.retrieve(batch_id)
+        c = b.request_counts
+        counts = {"succeeded": c.succeeded, "errored": c.errored, "expired": c.expired, "canceled": c.canceled,
+                  "processing": c.processing}
+        return RemoteStatus(b.processing_status, b.processing_status == "ended", counts, sum(counts.values()))
+
+    def results(self, batch_id):
+        for line in self.client.messages.batches.results(batch_id):
+            r = line.result
+            if r.type == "succeeded":
+                yield line.custom_id, self.provider.read_reply(r.message)
+            elif r.type == "errored":
+                err = r.error.error
+                yield line.custom_id, ItemError("errored", f"{err.type}: {err.message}",
+                                                retryable=err.type not in ("invalid_request_error",))
+            else:
+                yield line.custom_id, ItemError(r.type, f"the batch {r.type} before this request ran")
+
+    def cancel(self, batch_id):
+        self.client.messages.batches.cancel(batch_id)
+
+    def recent(self, limit=100):
+        return [{"id": b.id, "state": b.processing_status, "created": b.created_at.timestamp(),
+                 "counts": dict(b.request_counts), "tag": {}} for b in self._list(limit)]
 
 
 def to_anthropic(messages: list[dict]) -> tuple[str, list[dict]]:

@@ -124,6 +124,10 @@ class Provider:
         return toolproto.complete_tools_batch(self, batch, tools, temperature=temperature, max_tokens=max_tokens,
                                               seeds=seeds, tool_choice=tool_choice)
 
+    def batch_api(self):
+        """The vendor's batch API (providers.batching.BatchAPI), or None where there is none."""
+        return None
+
     def score(self, messages: list[dict], *, fields: list[str], low: float, high: float) -> Completion:
         raise NotImplementedError(f"provider {self.name!r} cannot read token probabilities")
 

@@ -46,6 +46,30 @@ class MistralProvider(HostedProvider):
         return Completion(text, reply.usage.prompt_tokens or 0, reply.usage.completion_tokens or 0,
                           self.name, self.model, meta={"finish_reason": str(choice.finish_reason)})
 
+    def complete_params(self, messages, *, temperature=None, max_tokens=None, seed=None, schema=None) -> dict:
+        """One request's body as a batch line carries it (the model is named on the batch job)."""
+        params = {"messages": messages, **{k: v for k, v in {"temperature": temperature, "max_tokens": max_tokens,
+                                                             "random_seed": seed}.items() if v is not None}}
+        if schema is not None:
+            params["response_format"] = {"type": "json_schema",
+                                         "json_schema": {"name": "reply", "schema": schema, "strict": True}}
+        return params
+
+    def tools_params(self, messages, tools, *, temperature=None, max_tokens=None, seed=None, tool_choice="auto"):
+        return {**self.complete_params(mistral_ids(messages), temperature=temperature, max_tokens=max_tokens,
+                                       seed=seed), "tools": tools,
+                "tool_choice": "any" if tool_choice == "required" else tool_choice}
+
+    def read_body(self, body: dict) -> Completion:
+        from distillery.providers.openai_compat import chat_completion
+
+        return chat_completion(body, self.name, self.model)
+
+    def batch_api(self):
+        from distillery.providers.file_batches import MistralBatches
+
+        return MistralBatches(self)
+
     def complete_tools(self, messages, tools, *, temperature=None, max_tokens=None, seed=None,
                        tool_choice="auto") -> Completion:
         kwargs = {k: v for k, v in {"temperature": temperature, "max_tokens": max_tokens,

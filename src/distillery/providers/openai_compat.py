@@ -68,6 +68,27 @@ class OpenAICompatProvider(HostedProvider):
         return Completion(text, getattr(usage, "prompt_tokens", 0) or 0, getattr(usage, "completion_tokens", 0) or 0,
                           self.name, self.model, meta={"finish_reason": reply.choices[0].finish_reason})
 
+    def complete_params(self, messages, *, temperature=None, max_tokens=None, seed=None, schema=None) -> dict:
+        """The request body of one call, as a batch sends it (the live path adds its JSON-mode fallback)."""
+        params = {"model": self.model, "messages": messages, **{k: v for k, v in {
+            "temperature": temperature, "max_tokens": max_tokens, "seed": seed}.items() if v is not None}}
+        if schema is not None and self.json_mode != "none":
+            params["response_format"] = self.response_format(schema, self.json_mode)
+        return params
+
+    def tools_params(self, messages, tools, *, temperature=None, max_tokens=None, seed=None, tool_choice="auto"):
+        return {**self.complete_params(messages, temperature=temperature, max_tokens=max_tokens, seed=seed),
+                "tools": tools, "tool_choice": tool_choice}
+
+    def read_body(self, body: dict) -> Completion:
+        """A chat completion body (a line of a batch's output file) as a Completion."""
+        return chat_completion(body, self.name, self.model)
+
+    def batch_api(self):
+        from distillery.providers.file_batches import OpenAIBatches
+
+        return OpenAIBatches(self)
+
     def complete_tools(self, messages, tools, *, temperature=None, max_tokens=None, seed=None,
                        tool_choice="auto") -> Completion:
         if not self.native_tools:
@@ -140,9 +161,28 @@ def rejects_tools(err: ProviderError) -> bool:
     return err.status in (400, 422, 500) and any(w in text for w in TOOL_REFUSALS)
 
 
+def chat_completion(body: dict, provider: str, model: str) -> Completion:
+    """An OpenAI-format chat completion body (a dict, as batch output files carry it) as a Completion."""
+    choice = body["choices"][0]
+    message, usage = choice.get("message") or {}, body.get("usage") or {}
+    calls = [{"id": c.get("id"), "type": "function", "function": {
+        "name": c["function"]["name"], "arguments": a if isinstance(a := c["function"].get("arguments", ""), str)
+        else json.dumps(a)}} for c in message.get("tool_calls") or []]
+    content = message.get("content") or ""
+    if isinstance(content, list):  # Mistral's content chunks
+        content = "".join(part.get("text", "") for part in content if isinstance(part, dict))
+    return Completion(content, usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0, provider, model,
+                      meta={"finish_reason": choice.get("finish_reason")}, tool_calls=calls or None)
+
+
 class TogetherProvider(OpenAICompatProvider):
     name = "together"
     key_var = "TOGETHER_API_KEY"
     key_required = True
     sdk_module, pip_name = "together", "together"
+
+    def batch_api(self):
+        from distillery.providers.file_batches import TogetherBatches
+
+        return TogetherBatches(self)
 

@@ -26,6 +26,9 @@ results' first 200 characters>". Tool faults: badargs (arguments that are not JS
 input is always an object, the first required key is missing), unknowntool (calls "no_such_tool").
 `tools_unsupported=True` answers any request with tools as vLLM does without --enable-auto-tool-choice;
 `object_arguments=True` sends OpenAI-style arguments as a JSON object, not a string, as TGI does.
+
+`stop()` stops listening (and hangs up on kept-alive connections), `start()` listens again on the same port,
+`restart()` does both; state is kept. Subclasses add routes by overriding `handle` (see mock_batches.py).
 """
 from __future__ import annotations
 
@@ -33,12 +36,14 @@ import hashlib
 import json
 import random
 import re
+import socket
 import threading
 import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 FAULT = re.compile(r"FAULT:(\w+?)(?:x(\d+))?\b")
+CUT_HEADER = "x-mock-cut"  # a handler header: send half the body, then close the connection
 
 
 class MockAPI:
@@ -60,6 +65,13 @@ class MockAPI:
         self.in_flight = self.max_in_flight = 0
         self._tokens = rps or 0.0
         self._refill_at = time.monotonic()
+        self._connections: set = set()  # open client connections, closed by stop()
+        self._thread: threading.Thread | None = None
+        self.server = self._make_server(0)
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def _make_server(self, port: int) -> ThreadingHTTPServer:
         api = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -68,13 +80,39 @@ class MockAPI:
             def log_message(self, *args):  # quiet
                 pass
 
-            def do_POST(self):  # noqa: N802 - the http.server name
-                body = self.rfile.read(int(self.headers.get("content-length") or 0)).decode()
+            def setup(self):
+                super().setup()
+                with api.lock:
+                    api._connections.add(self.connection)
+
+            def finish(self):
                 try:
-                    status, headers, payload = api.answer(self.path, json.loads(body or "{}"), body)
+                    super().finish()
+                finally:
+                    with api.lock:
+                        api._connections.discard(self.connection)
+
+            def _read_body(self) -> bytes:
+                if "chunked" in (self.headers.get("transfer-encoding") or "").lower():
+                    chunks = []
+                    while True:
+                        size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                        if not size:
+                            self.rfile.readline()
+                            return b"".join(chunks)
+                        chunks.append(self.rfile.read(size))
+                        self.rfile.readline()
+                return self.rfile.read(int(self.headers.get("content-length") or 0))
+
+            def _handle(self):
+                raw = self._read_body()
+                try:
+                    status, headers, payload = api.handle(self.command, self.path, self.headers, raw)
                 except Exception as exc:  # noqa: BLE001 - a bug here must show as a 500, not a hang
                     status, headers, payload = 500, {}, json.dumps({"error": {"message": repr(exc)}})
-                data = payload.encode()
+                data = payload if isinstance(payload, bytes) else payload.encode()
+                headers = dict(headers)
+                cut = headers.pop(CUT_HEADER, None)  # send the full length, half the bytes, then hang up
                 try:
                     self.send_response(status)
                     self.send_header("content-type", headers.pop("content-type", "application/json"))
@@ -82,22 +120,75 @@ class MockAPI:
                         self.send_header(k, v)
                     self.send_header("content-length", str(len(data)))
                     self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up (a timeout test)
+                    self.wfile.write(data[: len(data) // 2] if cut else data)
+                    if cut:
+                        self.wfile.flush()
+                        self.close_connection = True
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                except (BrokenPipeError, ConnectionResetError, OSError):
+                    self.close_connection = True  # the client gave up (a timeout test)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+            do_POST = do_GET = do_PUT = do_DELETE = _handle  # noqa: N815 - the http.server names
 
-    def __enter__(self) -> "MockAPI":
-        # A short poll interval: shutdown() waits up to one interval, and tests start many servers.
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        server = ThreadingHTTPServer(("127.0.0.1", port), Handler, bind_and_activate=False)
+        server.allow_reuse_address = True  # restart() binds the same port again
+        server.daemon_threads = True
+        try:
+            server.server_bind()
+            server.server_activate()
+        except OSError:
+            server.server_close()
+            raise
+        return server
+
+    def start(self) -> "MockAPI":
+        """Listen (again, on the same port after stop()); a no-op while listening."""
+        with self.lock:
+            if self._thread is not None:
+                return self
+            if self.server is None:
+                self.server = self._make_server(self.port)
+            # A short poll interval: shutdown() waits up to one interval, and tests start many servers.
+            self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
+                                            daemon=True)
+            self._thread.start()
         return self
 
+    def stop(self, close_connections: bool = True) -> None:
+        """Stop listening; with `close_connections`, also hang up on clients' kept-alive connections, so
+        the next call through a pooled connection fails as it would against a server that went away."""
+        server, thread = self.server, self._thread
+        if server is None:
+            return
+        if thread is not None:
+            server.shutdown()
+        server.server_close()
+        with self.lock:
+            self.server, self._thread = None, None
+            connections = list(self._connections) if close_connections else []
+        for conn in connections:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def restart(self) -> None:
+        """Stop listening, then listen again on the same port; all state is kept."""
+        self.stop()
+        self.start()
+
+    def __enter__(self) -> "MockAPI":
+        return self.start()
+
     def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+        self.stop(close_connections=False)
+
+    def handle(self, method: str, path: str, headers, raw: bytes) -> tuple[int, dict, str | bytes]:
+        """One HTTP request: (status, headers, payload). Subclasses add routes and fall back to this."""
+        if method != "POST":
+            return 501, {}, json.dumps({"error": {"message": f"unsupported method {method}"}})
+        body = raw.decode()
+        return self.answer(path, json.loads(body or "{}"), body)
 
     @property
     def requests(self) -> int:
