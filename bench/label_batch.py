@@ -37,7 +37,8 @@ with MockBatchAPI(turnaround_s=float(sys.argv[1])) as api:
             break
 """
 FILTER = {"name": "bench", "dimensions": {"relevance": {"weight": 0.5, "description": "on topic"},
-                                          "style": {"weight": 0.5, "description": "not canned"}},
+                                          "style": {"weight": 0.3, "description": "not canned"},
+                                          "helpfulness": {"weight": 0.2, "description": "useful"}},
           "tiers": {"high": 7.0, "medium": 4.0, "low": 0.0}, "positive_min_score": 4.0}
 VENDORS = {"openai": ("openai_compat", "/v1", "OPENAI_API_KEY"), "anthropic": ("anthropic", "", "ANTHROPIC_API_KEY"),
            "mistral": ("mistral", "", "MISTRAL_API_KEY"), "together": ("together", "", "TOGETHER_API_KEY")}

@@ -1,12 +1,13 @@
 """`dvc repro` on hosted providers (real SDKs, loopback servers) with fake keys in the environment:
-no key reaches any output, metric, cache, journal, log or dvc.lock; and `make plan`'s estimate."""
+no key reaches any output, metric, cache, journal, ledger, log or dvc.lock; and `make plan`'s estimate.
+label runs in vendor batches (`label.batch: true`), the stages before it live."""
 import json
 
 import pytest
 import yaml
 
 from distillery.testing.demo_corpus import build
-from distillery.testing.mock_api import MockAPI
+from distillery.testing.mock_batches import MockBatchAPI
 from distillery.records import write_records
 from tests.conftest import ROOT
 from tests.test_pipeline import copy_project, merge, run
@@ -23,8 +24,9 @@ def hosted_project(tmp_path_factory):
     records[5]["messages"][-1]["content"] += " FAULT:500"  # one failure, so an error message is written too
     write_records(root / "data/raw/corpus.jsonl", records)
     write_records(root / "data/raw/style.jsonl", style)
-    with MockAPI() as api:
-        tiny = {"base": {"oracle": {"provider": "anthropic", "model": "claude-test", "base_url": api.url},
+    with MockBatchAPI(turnaround_s=0.2) as api:
+        tiny = {"base": {"oracle": {"provider": "anthropic", "model": "claude-test", "base_url": api.url,
+                                    "batch_poll_s": 0.05},
                          "generator": {"provider": "openai_compat", "model": "qwen-test", "base_url": api.url + "/v1",
                                        "temperature": 0.9},
                          "prices": {"claude-test": {"input": 3.0, "output": 15.0},
@@ -32,7 +34,7 @@ def hosted_project(tmp_path_factory):
                 "calibrate": {"n_positive": 4, "n_negative": 4, "n_edge": 2},
                 "validate": {"n_positive": 4, "n_negative": 4, "n_edge": 2},
                 "detect_templates": {"min_count": 5, "max_templates": 3},
-                "label": {"proceed_on_fail": True, "max_retries": 1}}
+                "label": {"proceed_on_fail": True, "max_retries": 1, "batch": True}}
         params = merge(yaml.safe_load((ROOT / "params.yaml").read_text()), tiny)
         (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
@@ -47,7 +49,8 @@ def hosted_project(tmp_path_factory):
         generated = json.loads((root / "metrics/generate.json").read_text())["accepted"]
         yield {"root": root, "logs": repro.stdout + repro.stderr, "plan_before": plan_before,
                "plan_after": plan_after, "requests_after_plan": requests_after_plan, "label": label_metrics,
-               "generated": generated}
+               "generated": generated,
+               "label_details": json.loads((root / "reports/details/label.json").read_text()), "submitted": dict(api.submitted), "batches_created": api.batches_created}
 
 
 def test_no_key_is_written_anywhere(hosted_project):
@@ -63,7 +66,7 @@ def test_no_key_is_written_anywhere(hosted_project):
             for name, key in KEYS.items():
                 assert key.encode() not in data, f"{name} found in {path.relative_to(root)}"
     for name in (".distillery/cache.sqlite", "dvc.lock", "metrics/label.json", "data/labeled/failures.jsonl",
-                 ".distillery/journal/label.jsonl"):
+                 ".distillery/journal/label.jsonl", ".distillery/remote/label.jsonl"):
         assert (root / name).exists(), name  # the places a key could leak to were all scanned
     assert scanned > 20
     for key in KEYS.values():
@@ -82,11 +85,24 @@ def test_plan_estimates_the_next_repro_without_calling_anything(hosted_project):
     assert by_stage["calibrate"]["calls"] == 10 and by_stage["calibrate"]["provider"] == "anthropic/claude-test"
     assert by_stage["regenerate"]["flagged_known"] is False and by_stage["regenerate"]["calls"] == 120
     assert before["total"]["cost_usd_max"] > 0
-    # After `dvc repro label`, the students are left: only evaluate_chat's judge calls an LLM, and its calls
+    # label is batched: its cost is the batch price, shown beside the live one (base.batch_discount 0.5)
+    label = by_stage["label"]
+    assert label["batch"] is True and label["cost_usd_max"] == label["cost_usd_max_batch"] > 0
+    assert label["cost_usd_max_batch"] == pytest.approx(label["cost_usd_max_live"] / 2, abs=1e-3)
+    assert by_stage["calibrate"]["batch"] is False    # After `dvc repro label`, the students are left: only evaluate_chat's judge calls an LLM, and its calls
     # are planned once split has written the test conversations (the plan says so rather than guess).
     assert after["stages_to_run"] == ["split", "train", "evaluate", "train_chat", "evaluate_chat"]
     (judge,) = after["llm_stages"]
     assert judge["stage"] == "evaluate_chat" and judge["calls"] == 0 and "split has run" in judge["note"]
+
+
+def test_label_ran_in_batches_each_request_submitted_once_the_failing_one_recorded(hosted_project):
+    label = hosted_project["label_details"]
+    assert label["batches"] == hosted_project["batches_created"] == 2  # one, then the errored (max_retries 1)
+    times = hosted_project["submitted"]
+    assert sorted(set(times.values())) == [1, 2] and list(times.values()).count(2) == 1  # only the failing one again
+    failures = [json.loads(ln) for ln in (hosted_project["root"] / "data/labeled/failures.jsonl").read_text().splitlines()]
+    assert len(failures) == 1 and "no result after 2 batches" in failures[0]["error"] and "errored" in failures[0]["error"]
 
 
 def test_plan_needs_no_key_and_says_which_one_the_run_would_need(hosted_project):
