@@ -57,7 +57,7 @@ demo: setup          ## set up, then run the whole pipeline on the shipped demo 
 	@echo "More: reports/chat_evaluation.md (the chat student), reports/calibration.md, reports/validation.md, make metrics, make plots"
 
 batches: setup       ## the vendor batches this project submitted and their state; CANCEL=<id>|open cancels
-	@$(PY) -m distillery.pipeline.batches $(if $(ALL),--all) $(if $(CANCEL),--cancel $(CANCEL))
+	@$(PY) -m distillery.pipeline.batches $(if $(ALL),--all) $(if $(CANCEL),--cancel $(CANCEL)) $(if $(FORGET),--forget $(FORGET))
 
 repro: setup         ## dvc repro: run what changed, then one line per stage
 	dvc repro

@@ -181,8 +181,21 @@ def test_kill_9_anywhere_in_the_cycle_then_a_rerun_loses_nothing_and_pays_nothin
         assert out.returncode == 0, out.stderr
         assert api.batches_created == 1  # killed before create: made by the rerun; after: found, not made again
         assert set(api.submitted.values()) == {1} and len(api.submitted) == 6
-    labeled, failures, _ = outputs(tmp_path)
+    labeled, failures, metrics = outputs(tmp_path)
     assert [r["id"] for r in labeled] == [r["id"] for r in corpus] and not failures
+    # each result counted once over both runs: what the killed run cached is a cache hit, not a call again
+    assert metrics["calls"] + metrics["cache_hits"] + metrics["journal_hits"] == 6
+
+
+def test_a_batch_the_vendor_lost_is_abandoned_and_its_requests_sent_again(tmp_path):
+    with MockBatchAPI(turnaround_s=0.1) as api:
+        setup(tmp_path, api, "openai", records(3))
+        assert label(tmp_path, {"DISTILLERY_CRASH_AT": "submitted"}).returncode == -9
+        api.batches.clear()  # the vendor no longer knows it: 404 on retrieve
+        out = label(tmp_path)
+        assert out.returncode == 0, out.stderr
+        assert api.batches_created == 2 and set(api.submitted.values()) == {2}
+    assert len(outputs(tmp_path)[0]) == 3
 
 
 def test_make_batches_lists_and_cancels(tmp_path):

@@ -202,7 +202,6 @@ class RegenerateParams:
     n_recent_examples: int = 3  # recent rewrites shown in the prompt as "do not repeat these"
     max_retries: int = 2
     budget_usd: float | None = None  # the most one run may spend; it stops cleanly and resumes
-    batch: bool | None = None  # vendor batches for this stage (None: base.oracle's `batch`)
     max_failure_rate: float = 0.05  # calls that failed (not rewrites kept): above this share, exit 4
 
 

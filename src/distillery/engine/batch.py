@@ -37,7 +37,13 @@ class BatchRunner:
 
     # --- the cycle ------------------------------------------------------------------------------
     def run(self, misses: list[tuple[int, object]]):
-        """Yield (index, Completion | CallFailed | BudgetExceeded) for every (index, request)."""
+        """Yield (index, Completion | CallFailed | BudgetExceeded) for every (index, request). The stage's
+        ledger is this process's alone meanwhile (another experiment at this stage waits, then finds the
+        answers in the cache)."""
+        with self.ledger.locked():
+            yield from self._run(misses)
+
+    def _run(self, misses):
         key = self.engine.cache.key
         by_key: dict[str, list[int]] = {}
         requests: dict[str, object] = {}
@@ -74,8 +80,14 @@ class BatchRunner:
                     else:
                         settled[k] = CallFailed(reasons[k])
 
+            def lost(tag, batch_id, why):
+                self.ledger.write("abandoned", tag, why=why)
+                for k in jobs[tag]:
+                    reasons[k] = why
+                    again.append(k)
+
             entries = self.ledger.entries()
-            self._wait({tag: entries[tag]["id"] for tag in jobs}, ended, sum(map(len, jobs.values())))
+            self._wait({tag: entries[tag]["id"] for tag in jobs}, ended, sum(map(len, jobs.values())), lost)
             yield from self._answers(settled, by_key)
             todo = again
         for k in todo:
@@ -139,15 +151,18 @@ class BatchRunner:
         return jobs, reserved, refused
 
     def _finder(self, job: dict) -> str | None:
-        return self.api.find(job["meta"], job.get("since", job["at"]) - 5, job["n"])
+        """The vendor's id of a batch this intent created (a kill came between create and record), never
+        one the ledger already holds under another tag."""
+        return self.api.find(job["meta"], job.get("since", job["at"]) - 5, job["n"], self.ledger.known_ids())
 
     # --- poll and collect -----------------------------------------------------------------------
     def _collect_open(self) -> dict:
         """Wait for and collect every batch of this stage left open: key -> Completion, for all of them."""
         open_ = {}
+        spec = self.member.spec
         for job in self.ledger.open():
-            if job.get("vendor") != self.api.vendor:
-                continue
+            if (job.get("provider"), job.get("base_url")) != (spec.provider, spec.base_url):
+                continue  # another provider's or server's batch: collected when the stage uses it again
             batch_id = adopt_or_abandon(self.ledger, job, self._finder)
             if batch_id:
                 open_[job["tag"]] = batch_id
@@ -159,12 +174,13 @@ class BatchRunner:
                 found.update((k, r) for k, r in self._collect(tag, batch_id, status, {}, ()).items()
                              if not isinstance(r, ItemError))
 
-            self._wait(open_, ended, sum(self.ledger.entries()[t].get("n", 0) for t in open_))
+            self._wait(open_, ended, sum(self.ledger.entries()[t].get("n", 0) for t in open_),
+                       lambda tag, batch_id, why: self.ledger.write("abandoned", tag, why=why))
         return found
 
-    def _wait(self, jobs: dict[str, str], ended, total: int) -> None:
+    def _wait(self, jobs: dict[str, str], ended, total: int, lost) -> None:
         wait(jobs, self.api.status, ended, poll_s=self.poll_s, describe=describe, total=total,
-             name=f"{self.ledger.stage} batches", progress=self.progress)
+             name=f"{self.ledger.stage} batches", progress=self.progress, on_lost=lost)
 
     def _collect(self, tag: str, batch_id: str, status, reserved: dict, keys) -> dict:
         """Every result of an ended batch, cached (one transaction a thousand), then the ledger closed. A
@@ -202,6 +218,11 @@ class BatchRunner:
         return replies
 
     def _store(self, pending: list, reserved: dict, stored: set) -> None:
+        """Cache and count results; one cached already (a collection cut short and resumed) is not counted
+        again: it was paid and counted by the run that cached it."""
+        cached = self.engine.cache.cache.get_many([k for k, _ in pending])
+        stored.update(cached)
+        pending = [(k, reply) for k, reply in pending if k not in cached]
         self.engine.cache.cache.put_many([(k, reply.to_dict()) for k, reply in pending])
         for k, reply in pending:
             self.engine.budget.settle(self.member, reply, reserved.pop(k, 0.0), batch=True)

@@ -20,9 +20,11 @@ import json
 import os
 import signal
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from distillery.engine.cache import shared_cache_path
+from distillery.providers.base import STOP_STATUS, StageStop, classify
 
 
 def ledger_dir(state_dir: str | Path, cache_path: str | None = None) -> Path:
@@ -43,8 +45,9 @@ class Ledger:
 
     def write(self, event: str, tag: str, **fields) -> None:
         entry = {"event": event, "tag": tag, "at": time.time(), **fields}
+        torn = self.path.exists() and self.path.stat().st_size and not self.path.read_bytes().endswith(b"\n")
         with self.path.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps(entry) + "\n")
+            fh.write(("\n" if torn else "") + json.dumps(entry) + "\n")  # a line torn by a kill stays alone
             fh.flush()
             os.fsync(fh.fileno())
 
@@ -66,6 +69,22 @@ class Ledger:
                     job.update({k: v for k, v in e.items() if k not in ("event", "at")})
                     job[e["event"]] = e["at"]
         return jobs
+
+    @contextmanager
+    def locked(self):
+        """This stage's ledger to this process alone (two experiments of one repository at the same stage:
+        the second waits, then finds the first one's results in the cache). Released by the OS on a kill."""
+        import fcntl
+
+        with (self.path.parent / f"{self.path.name}.lock").open("a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield self
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def known_ids(self) -> set[str]:
+        return {j["id"] for j in self.entries().values() if j.get("id")}
 
     def open(self) -> list[dict]:
         """Jobs not yet collected: created (or maybe created: an intent without an id) and not closed."""
@@ -126,29 +145,38 @@ def crash_point(name: str, count: int = 0) -> None:
 POLL_ERRORS = 20  # status checks in a row that may fail (a vendor restarting, a network blip) before giving up
 
 
-class RemoteUnreachable(RuntimeError):
-    """The vendor stopped answering while jobs ran; they are in the ledger for the next run."""
+class RemoteUnreachable(StageStop):
+    """The vendor stopped answering while jobs ran (or refused the key); they are in the ledger for the next run."""
 
 
 def wait(jobs: dict[str, str], status, on_ended, *, poll_s: float, describe, total: int, name: str,
-         progress: bool = True) -> None:
+         progress: bool = True, on_lost=None) -> None:
     """Poll `jobs` (tag -> vendor id) until each ended; `on_ended(tag, id, status)` as each does.
-    `status(id)` -> RemoteStatus; `describe(statuses)` -> the progress bar's tail."""
+    `status(id)` -> RemoteStatus; `describe(statuses)` -> the progress bar's tail. A job the vendor no
+    longer knows (404) goes to `on_lost(tag, id, why)`; a key refused (401/403) stops at once; other
+    errors (a vendor restarting) are ridden out up to POLL_ERRORS checks in a row per job."""
     from tqdm import tqdm
 
-    left, done_counts, last, errors = dict(jobs), 0, {}, 0
+    left, done_counts, last, errors = dict(jobs), 0, {}, dict.fromkeys(jobs, 0)
     with tqdm(total=total, desc=name, unit="req", disable=None if progress else True, mininterval=1) as bar:
         while left:
             for tag, job_id in list(left.items()):
                 try:
                     s = status(job_id)
-                    errors = 0
-                except Exception as exc:  # noqa: BLE001 - the vendor unreachable for a while: the jobs run on
-                    errors += 1
-                    if errors > POLL_ERRORS:
-                        raise RemoteUnreachable(f"{POLL_ERRORS} status checks in a row failed ({exc}); the jobs "
-                                                f"are recorded: the next run picks them up") from exc
-                    break
+                    errors[tag] = 0
+                except Exception as exc:  # noqa: BLE001 - sorted below: lost, refused, or down for a while
+                    err = classify(exc, "vendor")
+                    if err.status == 404 and on_lost is not None:
+                        on_lost(tag, job_id, f"the vendor no longer knows {job_id} (404)")
+                        del left[tag]
+                        continue
+                    if err.status in (401, 403):
+                        raise RemoteUnreachable(f"status of {job_id}: {err}. {STOP_STATUS[err.status]}") from exc
+                    errors[tag] += 1
+                    if errors[tag] > POLL_ERRORS:
+                        raise RemoteUnreachable(f"{POLL_ERRORS} status checks of {job_id} in a row failed ({err}); "
+                                                "it is recorded: the next run picks it up") from exc
+                    continue
                 last[tag] = s
                 if s.ended:
                     on_ended(tag, job_id, s)

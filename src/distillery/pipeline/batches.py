@@ -4,6 +4,7 @@ and what the vendor says now; `--cancel` cancels one, or every open one.
     python -m distillery.pipeline.batches                  # every ledger: open jobs asked at the vendor
     python -m distillery.pipeline.batches --all            # closed ones too (from the ledger only)
     python -m distillery.pipeline.batches --cancel ID      # one batch (its id as listed), or `--cancel open`
+    python -m distillery.pipeline.batches --forget ID      # stop waiting for a batch (the vendor lost it)
 
 A cancelled batch keeps the results it finished: the next `dvc repro` of its stage collects them and
 sends the rest again (set the stage's `batch: false` to send them live instead).
@@ -37,10 +38,19 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--all", action="store_true", help="closed and abandoned batches too")
     ap.add_argument("--cancel", metavar="ID", help="cancel the batch with this id, or `open`: every open one")
+    ap.add_argument("--forget", metavar="ID", help="mark an open batch abandoned: the next run stops waiting for "
+                                                   "it and sends its requests again")
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
     base = load_params(args.params).base
     found = jobs(base.state_dir, base.cache_path)
+    if args.forget:
+        chosen = [j for j in found if j["open"] and args.forget in (j.get("id"), j["tag"])]
+        for job in chosen:
+            Ledger(ledger_dir(base.state_dir, base.cache_path) / f"{job['stage']}.jsonl", job["stage"]).write(
+                "abandoned", job["tag"], why="forgotten by `make batches FORGET=…`")
+            print(f"forgotten: {job['stage']} {job.get('id') or job['tag']}; its requests go again next run")
+        return 0 if chosen else 1
     if args.cancel:
         chosen = [j for j in found if j["open"] and j.get("id") and args.cancel in ("open", j["id"])]
         if not chosen:

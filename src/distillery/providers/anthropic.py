@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 
 from distillery.providers.base import Completion, HostedProvider, classify
-from distillery.providers.batching import BatchAPI, ItemError, RemoteStatus
+from distillery.providers.batching import BatchAPI, ItemError, RemoteStatus, readable
 from distillery.providers.toolproto import is_error_result
 
 TOOL = "record_reply"
@@ -89,14 +89,21 @@ class AnthropicBatches(BatchAPI):
         except Exception as exc:  # noqa: BLE001
             raise classify(exc, self.provider.name) from exc
 
-    def _list(self, limit: int = 100):
-        return list(self.client.messages.batches.list(limit=min(limit, 100)))
+    def _list(self, limit: int = 100, since: float = 0.0):
+        """The newest batches first, up to `limit`, none created before `since` (the SDK would page on
+        through the whole workspace)."""
+        out = []
+        for b in self.client.messages.batches.list(limit=min(limit, 100)):
+            if len(out) >= limit or b.created_at.timestamp() < since:
+                break
+            out.append(b)
+        return out
 
-    def find(self, tag, since, n):
-        for b in self._list():
+    def find(self, tag, since, n, known):
+        for b in self._list(1000, since):
             c = b.request_counts
             total = c.processing + c.succeeded + c.errored + c.canceled + c.expired
-            if b.created_at.timestamp() >= since and total == n:
+            if total == n and b.id not in known:
                 return b.id
         return None
 
@@ -111,7 +118,7 @@ class AnthropicBatches(BatchAPI):
         for line in self.client.messages.batches.results(batch_id):
             r = line.result
             if r.type == "succeeded":
-                yield line.custom_id, self.provider.read_reply(r.message)
+                yield line.custom_id, readable(self.provider.read_reply, r.message)
             elif r.type == "errored":
                 err = r.error.error
                 yield line.custom_id, ItemError("errored", f"{err.type}: {err.message}",

@@ -66,9 +66,9 @@ class BatchAPI:
         """Submit the lines as one batch carrying `tag` (metadata) where the vendor allows; its id."""
         raise NotImplementedError
 
-    def find(self, tag: dict, since: float, n: int) -> str | None:
+    def find(self, tag: dict, since: float, n: int, known: set[str]) -> str | None:
         """The id of a batch created with `tag` (at or after `since`, of `n` requests), from the vendor's
-        list: a batch created just before a crash, whose id was never recorded."""
+        list: a batch created just before a crash, whose id was never recorded; never one of `known`."""
         raise NotImplementedError
 
     def status(self, batch_id: str) -> RemoteStatus:
@@ -84,6 +84,15 @@ class BatchAPI:
     def recent(self, limit: int = 100) -> list[dict]:
         """The vendor's recent batches: {id, state, counts, tag, created} (for `make batches`)."""
         raise NotImplementedError
+
+
+def readable(read, body):
+    """read(body), or an ItemError for a reply body that cannot be read (sent again in the next batch)
+    rather than an exception that would stop the whole batch's collection."""
+    try:
+        return read(body)
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+        return ItemError("errored", f"unreadable reply ({type(exc).__name__}: {exc})")
 
 
 def jsonl(lines: list[dict]) -> bytes:
@@ -102,11 +111,11 @@ def file_batch_result(line: dict, read) -> tuple[str, object]:
     response, error = line.get("response") or {}, line.get("error")
     status = response.get("status_code") or response.get("status")
     if status == 200 and not error:
-        return cid, read(response.get("body") or {})
+        return cid, readable(read, response.get("body") or {})
     body = response.get("body") or {}
     message = (error or {}).get("message") if isinstance(error, dict) else error
     message = message or (body.get("error") or {}).get("message") if isinstance(body, dict) else message
-    code = str((error or {}).get("code") if isinstance(error, dict) else "") or str(status or "")
+    code = str((error or {}).get("code") or "" if isinstance(error, dict) else "") or str(status or "")
     kind = "expired" if "expired" in code.lower() else "canceled" if "cancel" in code.lower() else "errored"
     retryable = not (isinstance(status, int) and 400 <= status < 500 and status not in (408, 409, 429))
     return cid, ItemError(kind, f"{code}: {message}" if message else code or "no reply", retryable)

@@ -16,6 +16,7 @@ from distillery.providers.base import classify
 from distillery.providers.batching import TAG_KEY, BatchAPI, RemoteStatus, file_batch_result, jsonl
 
 ENDPOINT = "/v1/chat/completions"
+MAX_LISTED = 2000  # batches looked through when reconciling
 
 
 class OpenAIBatches(BatchAPI):
@@ -34,11 +35,13 @@ class OpenAIBatches(BatchAPI):
         except Exception as exc:  # noqa: BLE001
             raise classify(exc, self.provider.name) from exc
 
-    def find(self, tag, since, n):
+    def find(self, tag, since, n, known):
+        seen = set()
         for b in self.client.batches.list(limit=100):  # newest first; the SDK pages on
-            if b.created_at < since:
+            if b.created_at < since or b.id in seen or len(seen) >= MAX_LISTED:  # a server that ignores `after`
                 return None
-            if (b.metadata or {}).get(TAG_KEY) == tag[TAG_KEY]:
+            seen.add(b.id)
+            if (b.metadata or {}).get(TAG_KEY) == tag[TAG_KEY] and b.id not in known:
                 return b.id
         return None
 
@@ -97,11 +100,15 @@ class TogetherBatches(OpenAIBatches):
         except Exception as exc:  # noqa: BLE001
             raise classify(exc, self.provider.name) from exc
 
-    def find(self, tag, since, n):
+    def find(self, tag, since, n, known):
         for b in self.client.batches.list():
-            if b.created_at is not None and b.created_at.timestamp() < since:
+            created = b.created_at.timestamp() if b.created_at is not None else None
+            if created is None or created < since or b.id in known or not b.input_file_id:
                 continue
-            name = getattr(self.client.files.retrieve(b.input_file_id), "filename", "")
+            try:
+                name = getattr(self.client.files.retrieve(b.input_file_id), "filename", "")
+            except Exception:  # noqa: BLE001 - a file gone from the vendor: not ours to adopt
+                continue
             if name == f"{tag[TAG_KEY]}.jsonl":
                 return b.id
         return None
@@ -121,7 +128,7 @@ class TogetherBatches(OpenAIBatches):
 class MistralBatches(OpenAIBatches):
     """Mistral's batch jobs (SDK 3.x, `mistralai.client`): the model is named on the job, not per line;
     output and error files are `output_file` / `error_file`; metadata is kept and listed."""
-    vendor, max_requests, max_bytes = "mistral", 1_000_000, 2**31
+    vendor, max_requests, max_bytes = "mistral", 1_000_000, 512 * 2**20
     ENDED = {"SUCCESS", "FAILED", "TIMEOUT_EXCEEDED", "CANCELLED"}
 
     def line(self, custom_id, params):
@@ -139,9 +146,9 @@ class MistralBatches(OpenAIBatches):
     def _jobs(self, limit=100, **filters):
         return self.client.batch.jobs.list(page=0, page_size=limit, order_by="-created", **filters).data or []
 
-    def find(self, tag, since, n):
+    def find(self, tag, since, n, known):
         for j in self._jobs(metadata=tag):
-            if (j.metadata or {}).get(TAG_KEY) == tag[TAG_KEY] and j.created_at >= since:
+            if (j.metadata or {}).get(TAG_KEY) == tag[TAG_KEY] and j.created_at >= since and j.id not in known:
                 return j.id
         return None
 
