@@ -28,7 +28,7 @@ from distillery.engine.job import (JobRunner, add_dry_run, check_failures, fresh
                                    run_job)
 from distillery.engine.journal import Journal
 from distillery.evaluation.chat import (PAIRS, SYSTEMS, chat_verdict, final_items, generate_system_answers,
-                                        pair_row, style_figures, tool_call_validity, tool_items, trait_means,
+                                        hosted_answers, pair_row, style_figures, tool_call_validity, tool_items, trait_means,
                                         trait_records)
 from distillery.generation.tools import declarations, load_tools
 from distillery.judging.aggregate import summarize
@@ -91,8 +91,13 @@ def main():
         raise SystemExit(f"evaluate_chat: {test_path} has no conversation that ends with an assistant's answer")
     finals = final_items(test, judge_spec.context_chars)
     prompts = tool_items(test)
+    meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
+    answer_calls = None
     if args.dry_run:  # the answers are not generated yet: the references stand in for their length
         answers = {s: {"final": [i["reference"] for i in finals], "tool": []} for s in ("student", "base")}
+    elif meta.get("kind") == "hosted":  # the vendor serves both: through the engine, cached and budgeted
+        answers, answer_calls = hosted_answers(meta, finals, prompts, cfg.max_new_tokens, base, cfg.max_retries,
+                                               cfg.budget_usd)
     else:
         answers = generate_system_answers(args.model_dir, finals, prompts, cfg.max_new_tokens, cfg.batch_size)
     by_system = {"student": answers["student"]["final"], "base": answers["base"]["final"],
@@ -153,7 +158,8 @@ def main():
         "judgements": len(pairs), "identical_answers": len(pairs) - len(todo),
         "judge_failures": len(judge_failures), "trait_failures": len(trait_failures),
         "failure_reasons": dict(Counter(f.reason for f in judge_failures + trait_failures)),
-        "judge": f"{judge_spec.provider}:{judge_spec.model}", **engine.stats.as_metrics()}
+        "judge": f"{judge_spec.provider}:{judge_spec.model}", **engine.stats.as_metrics(),
+        **({"answer_calls": answer_calls} if answer_calls else {})}
     examples = [{"id": i["id"], "context": i["context"], **i["answers"]} for i in items[:4]]
     training = [os.path.relpath(f, args.report.parent) for f in (args.training_figure, args.figure) if f and f.exists()]
     write_text(args.report, chat_evaluation_report(figures, examples, training, args.comparisons))

@@ -37,5 +37,6 @@ def test_a_missing_dep_is_caught(tmp_path):
 
 
 def test_make_plan_finds_the_llm_stages_from_their_imports():
+    # train_chat: a hosted fine-tuning job is planned (training tokens × epochs, cost) like the LLM calls
     assert llm_stages({"stages": STAGES}, ROOT) == ["generate", "calibrate", "validate", "regenerate", "label",
-                                                    "evaluate_chat"]
+                                                    "train_chat", "evaluate_chat"]

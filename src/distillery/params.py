@@ -64,6 +64,7 @@ class Price:
     output: float  # USD per million output tokens
     batch_input: float | None = None  # the batch price, where it is not base.batch_discount × the live one
     batch_output: float | None = None
+    training: float | None = None  # hosted fine-tuning: USD per million training tokens (tokens × epochs)
 
 
 @dataclass
@@ -283,6 +284,17 @@ class ChatLoraParams:
 
 
 @dataclass
+class HostedTrainParams:
+    """train_chat on a vendor's fine-tuning service (train_chat.backend: together | openai)."""
+    model: str | None = None  # the vendor's base model, e.g. meta-llama/Meta-Llama-3.1-8B-Instruct-Reference, gpt-4.1-mini-2025-04-14
+    base_url: str | None = None  # an OpenAI-compatible fine-tuning service (None: the vendor's own)
+    suffix: str = "distillery"  # in the fine-tuned model's name
+    poll_s: float = 30.0  # seconds between status checks
+    max_example_tokens: int | None = None  # an example's token limit (None: the vendor's documented default)
+    budget_usd: float | None = None  # refuse to start a job whose estimate passes this (needs base.prices[model].training)
+
+
+@dataclass
 class TrainChatParams:
     """The chat student: LoRA SFT of a small causal LM on the split's conversations (training/sft.py)."""
     enabled: bool = True  # false: the stage writes a marker and evaluate_chat says SKIPPED
@@ -296,7 +308,13 @@ class TrainChatParams:
     dtype: str = "auto"  # autocast while training: auto (bf16 where the GPU or CPU has it natively) | float32 | bfloat16
     merge: bool = False  # also save the adapter merged into the base weights, to <model>/merged
     eval_every: int = 0  # optimizer steps between val losses and checkpoints; 0 = once per epoch
+    backend: str = "local"  # local (TRL SFT on this machine) | together | openai (a hosted fine-tuning job)
     lora: ChatLoraParams = field(default_factory=ChatLoraParams)
+    hosted: HostedTrainParams = field(default_factory=HostedTrainParams)
+
+    def __post_init__(self):
+        if self.backend not in ("local", "together", "openai"):
+            raise ParamsError(f"train_chat.backend: expected local, together or openai, got {self.backend!r}")
 
 
 @dataclass

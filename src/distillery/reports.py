@@ -26,8 +26,8 @@ HEADLINE = {
     "train": ("enabled", "best_val_mae", "train_rmse", "train_size", "epochs"),
     "evaluate": ("verdict", "test.mae", "test.rmse", "test.tier_accuracy", "test.mae_by_dimension", "val.mae",
                  "baseline_test_mae"),
-    "train_chat": ("enabled", "train_loss", "val_loss", "train_size", "epochs", "seconds_per_epoch",
-                   "tokens_per_second", "peak_rss_gb"),
+    "train_chat": ("enabled", "backend", "train_loss", "val_loss", "train_size", "epochs", "seconds_per_epoch",
+                   "tokens_per_second", "peak_rss_gb", "trained_tokens", "cost_usd"),
     "evaluate_chat": ("verdict", "test_conversations", "win_rate_vs_base", "lc_win_rate_vs_base", "flip_rate",
                       "strengths", "template_rate", "valid_tool_calls", "judge_failures", "calls", "cost_usd"),
 }

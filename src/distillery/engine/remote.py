@@ -103,11 +103,12 @@ def submit_once(ledger: Ledger, tag: str, create, find, **intent) -> str:
             ledger.write("submitted", tag, id=found, adopted=True)
             return found
     ledger.write("intent", tag, stage=ledger.stage, **intent)
-    crash_point("intent")
+    point = "" if intent.get("kind", "batch") == "batch" else f"{intent['kind']}:"  # file:created, job:created, …
+    crash_point(f"{point}intent")
     job_id = create()
-    crash_point("created")
+    crash_point(f"{point}created")
     ledger.write("submitted", tag, id=job_id)
-    crash_point("submitted")
+    crash_point(f"{point}submitted")
     return job_id
 
 
@@ -133,12 +134,15 @@ def crash_armed() -> bool:
 
 def crash_point(name: str, count: int = 0) -> None:
     """Fault injection for the tests: `DISTILLERY_CRASH_AT=<name>[:<count>]` kills this process with
-    SIGKILL at that point of the cycle (intent, created, submitted, collecting:<results stored>, closed),
+    SIGKILL at that point of the cycle (intent, created, submitted, collecting:<results stored>, closed; for
+    other kinds than batches, prefixed: file:created, job:created; polling for a hosted job),
     so a test proves that a run killed there resumes without losing or paying twice. Unset: nothing."""
     want = os.environ.get(CRASH_ENV)
     if want:
-        point, _, n = want.partition(":")
-        if point == name and count >= int(n or 0):
+        point, _, n = want.rpartition(":")
+        if not n.isdigit():  # no count: the whole value names the point
+            point, n = want, "0"
+        if point == name and count >= int(n):
             os.kill(os.getpid(), signal.SIGKILL)
 
 

@@ -61,6 +61,41 @@ def generate_system_answers(model_dir, finals: list[dict], tool_prompts: list[di
     return out
 
 
+def hosted_answers(meta: dict, finals: list[dict], tool_prompts: list[dict], max_new_tokens: int, base,
+                   max_retries: int = 2, budget_usd: float | None = None) -> tuple[dict, dict]:
+    """A hosted student (train_chat.backend together | openai) and its base, both served by the vendor,
+    answering through the engine: cached (a rerun pays nothing), budgeted, failures named. Tool replies
+    come back as the text protocol's calls, so tool_call_validity reads them as it reads a local model's.
+    Returns the answers in generate_system_answers' shape and the calls' figures."""
+    from distillery.engine.engine import Engine
+    from distillery.engine.requests import CallFailed, CompleteRequest, ToolTurnRequest
+    from distillery.params import ModelSpec
+
+    def request(messages, tools):
+        if tools:
+            return ToolTurnRequest(messages, tools, 0.0, max_new_tokens)
+        return CompleteRequest(messages, 0.0, max_new_tokens)
+
+    requests = [request(i["record"]["messages"][:-1], i["record"].get("tools")) for i in finals]
+    requests += [request(i["messages"], i["tools"]) for i in tool_prompts]
+    out, stats = {}, {}
+    for system, model in (("student", meta["fine_tuned_model"]), ("base", meta["base_model"])):
+        spec = ModelSpec(provider=meta["provider"], model=model, base_url=meta.get("base_url"), temperature=0.0,
+                         max_tokens=max_new_tokens)
+        engine = Engine.for_stage(spec, base, "evaluate_chat", max_retries=max_retries, budget_usd=budget_usd)
+        replies = engine.run_all(requests)
+        failed = [str(r) for r in replies if isinstance(r, CallFailed)]
+        if failed:
+            raise SystemExit(f"evaluate_chat: {len(failed)} of {len(requests)} answers of the {system} ({model}) "
+                             f"failed, e.g. {failed[0]}; the answers so far are cached: run again")
+        texts = [r.text + "".join(toolproto.format_call(c["function"]["name"], c["function"]["arguments"])
+                                  for c in r.tool_calls or []) for r in replies]
+        out[system] = {"final": texts[:len(finals)], "tool": texts[len(finals):]}
+        stats[system] = {"model": model, **{k: v for k, v in engine.stats.as_metrics().items()
+                                            if k in ("calls", "cache_hits", "cost_usd", "input_tokens", "output_tokens")}}
+    return out, stats
+
+
 def tool_call_validity(replies: list[str], items: list[dict]) -> dict:
     """The share of replies that call a tool validly: a known tool, arguments that parse and fit its schema."""
     valid, called, errors = 0, 0, Counter()

@@ -190,6 +190,12 @@ class MockBatchAPI(MockAPI):
         if p[:1] == ["files"]:
             if len(p) == 1 and method == "POST":
                 return self._upload(headers, raw, ua)
+            if len(p) == 1 and method == "GET":  # list: OpenAI (purpose filter, a page), Together (data)
+                purpose = (q.get("purpose") or [None])[0]
+                with self.batch_lock:
+                    files = [_file_object(f) for f in self.files.values() if f.get("content") is not None
+                             and (purpose is None or f.get("purpose") == purpose)]
+                return 200, {}, json.dumps({"object": "list", "data": files[::-1], "has_more": False})
             f = self.files.get(p[1]) if len(p) > 1 else None
             if len(p) > 1 and f is None:
                 return self._err(self._vendor_of(ua), 404, f"No such File object: {p[1]}")

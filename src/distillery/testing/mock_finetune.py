@@ -31,15 +31,17 @@ lines that are not objects in one of its formats (status `user_error`).
 
 Serving: a chat completion (POST /v1/chat/completions, the live route) for the model name a succeeded job
 produced is answered as the base route answers, with the reply seeded by the model name too, so it differs from
-the base model's; a model name that no job produced, and that is an `ft:` name or (with `ft_models` set) not a
-known base, is answered 404 model_not_found. Other requests are answered exactly as by MockAPI.
+the base model's; a job's model name before the job succeeded, an `ft:` name no job produced, and (with
+`ft_models` set) any other name that is not a known base are answered 404 model_not_found. Other requests are
+answered exactly as by MockAPI.
 
-Faults: `fail_next_job(message)` (the next job fails halfway through training with that message: OpenAI
-`error.message`, Together a `job_error` event; status `error`), the cancel routes, `cut_next_upload()` (the next
-fine-tune upload's final answer - OpenAI's POST /v1/files, Together's preprocess step - is torn: full
-content-length, half the bytes, hang-up; the file is not kept), and MockAPI's stop()/start()/restart() with all
-state kept. Counters: `ft_uploads`, `training_files` (file id -> bytes, fine-tune uploads), `jobs_created`,
-`jobs` (id -> FineTuneJob), `job_status(id)`.
+Faults: `fail_next_job(message, code)` (the next job fails halfway through training with that message: OpenAI
+status `failed` with `error` {code, message}, Together status `error` with a `job_error` event), the cancel routes
+(OpenAI: `cancelled` at once; Together: `cancel_requested`, then `cancelled` after job_s / 10; a finished job:
+400), `cut_next_upload()` (the next fine-tune upload's final answer - OpenAI's POST /v1/files, Together's
+preprocess step - is torn: full content-length, half the bytes, hang-up; the file is not kept), and MockAPI's
+stop()/start()/restart() with all state kept. Counters: `ft_uploads`, `training_files` (file id -> bytes, the
+fine-tune uploads), `jobs_created`, `jobs` (id -> FineTuneJob), `job_status(id)` (the vendor's status now).
 """
 from __future__ import annotations
 
