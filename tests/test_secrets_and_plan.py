@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from distillery.testing.demo_corpus import build
-from distillery.testing.mock_batches import MockBatchAPI
+from distillery.testing.mock_finetune import MockFineTuneAPI
 from distillery.records import write_records
 from tests.conftest import ROOT
 from tests.test_pipeline import copy_project, merge, run
@@ -24,7 +24,7 @@ def hosted_project(tmp_path_factory):
     records[5]["messages"][-1]["content"] += " FAULT:500"  # one failure, so an error message is written too
     write_records(root / "data/raw/corpus.jsonl", records)
     write_records(root / "data/raw/style.jsonl", style)
-    with MockBatchAPI(turnaround_s=0.2) as api:
+    with MockFineTuneAPI(turnaround_s=0.2, job_s=0.5) as api:
         tiny = {"base": {"oracle": {"provider": "anthropic", "model": "claude-test", "base_url": api.url,
                                     "batch_poll_s": 0.05},
                          "generator": {"provider": "openai_compat", "model": "qwen-test", "base_url": api.url + "/v1",
@@ -34,7 +34,10 @@ def hosted_project(tmp_path_factory):
                 "calibrate": {"n_positive": 4, "n_negative": 4, "n_edge": 2},
                 "validate": {"n_positive": 4, "n_negative": 4, "n_edge": 2},
                 "detect_templates": {"min_count": 5, "max_templates": 3},
-                "label": {"proceed_on_fail": True, "max_retries": 1, "batch": True}}
+                "label": {"proceed_on_fail": True, "max_retries": 1, "batch": True},
+                "train_chat": {"backend": "openai", "batch_size": 8, "max_examples": 0,
+                               "hosted": {"model": "gpt-4.1-mini-2025-04-14", "base_url": api.url + "/v1",
+                                          "poll_s": 0.05}}}
         params = merge(yaml.safe_load((ROOT / "params.yaml").read_text()), tiny)
         (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
@@ -46,8 +49,10 @@ def hosted_project(tmp_path_factory):
         repro = run(["dvc", "repro", "label"], root, env=env)
         plan_after = json.loads(run(["python", "-m", "distillery.pipeline.plan", "--json"], root, env=env).stdout)
         label_metrics = json.loads((root / "metrics/label.json").read_text())
+        chat = run(["dvc", "repro", "evaluate_chat"], root, env=env)  # the chat student trained by the vendor
         generated = json.loads((root / "metrics/generate.json").read_text())["accepted"]
-        yield {"root": root, "logs": repro.stdout + repro.stderr, "plan_before": plan_before,
+        yield {"root": root, "logs": repro.stdout + repro.stderr + chat.stdout + chat.stderr,
+               "ft": (api.ft_uploads, api.jobs_created, set(api.ft_names)), "plan_before": plan_before,
                "plan_after": plan_after, "requests_after_plan": requests_after_plan, "label": label_metrics,
                "generated": generated,
                "label_details": json.loads((root / "reports/details/label.json").read_text()), "submitted": dict(api.submitted), "batches_created": api.batches_created}
@@ -92,8 +97,27 @@ def test_plan_estimates_the_next_repro_without_calling_anything(hosted_project):
     assert by_stage["calibrate"]["batch"] is False    # After `dvc repro label`, the students are left: only evaluate_chat's judge calls an LLM, and its calls
     # are planned once split has written the test conversations (the plan says so rather than guess).
     assert after["stages_to_run"] == ["split", "train", "evaluate", "train_chat", "evaluate_chat"]
-    (judge,) = after["llm_stages"]
+    hosted, judge = after["llm_stages"]
     assert judge["stage"] == "evaluate_chat" and judge["calls"] == 0 and "split has run" in judge["note"]
+    assert hosted["stage"] == "train_chat" and "split has run" in hosted["note"]
+
+
+def test_dvc_repro_trains_the_chat_student_at_the_vendor_and_judges_it_against_its_base(hosted_project):
+    root = hosted_project["root"]
+    uploads, jobs, names = hosted_project["ft"]
+    hosted = json.loads((root / "models/chat/hosted.json").read_text())
+    assert (uploads, jobs) == (1, 1) and names == {hosted["fine_tuned_model"]}
+    assert hosted["base_model"] == "gpt-4.1-mini-2025-04-14" and hosted["trained_tokens"] > 0
+    details = json.loads((root / "reports/details/evaluate_chat.json").read_text())
+    assert details["answer_calls"]["student"]["model"] == hosted["fine_tuned_model"]
+    assert details["answer_calls"]["student"]["calls"] == details["answer_calls"]["base"]["calls"] > 0
+    answers = [json.loads(ln) for ln in (root / "data/chat_eval/answers.jsonl").read_text().splitlines()]
+    different = sum(a["student"] != a["base"] for a in answers)  # two models (a reply from a tool result is alike)
+    assert answers and different >= 1
+    assert details["judgements"] > details["identical_answers"] and details["verdict"] in ("DEPLOY", "REVIEW", "FAIL")
+    train = json.loads((root / "metrics/train_chat.json").read_text())
+    assert train["backend"] == "openai" and train["train_loss"] < json.loads(
+        (root / "reports/details/train_chat.json").read_text())["first_loss"]
 
 
 def test_label_ran_in_batches_each_request_submitted_once_the_failing_one_recorded(hosted_project):

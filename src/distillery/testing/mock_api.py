@@ -9,7 +9,8 @@ response parsing and error classes are exercised, not mocked.
 
 Routes: POST …/messages (Anthropic), POST …/chat/completions (OpenAI, Together, Mistral, Hugging Face).
 An oracle prompt (a JSON reply with "scores") gets deterministic scores for the dimensions named in
-the tool / response-format schema or, failing that, in the prompt; anything else gets a short text.
+the tool / response-format schema or, failing that, in the prompt; a pairwise judge's prompt a `better: …`
+line (the answer with more distinct words wins); anything else gets a short text.
 
 Faults are asked for by the prompt itself, so a test corpus says what happens to each record:
 `FAULT:<kind>` on every request, `FAULT:<kind>x<n>` on the first n requests for that prompt.
@@ -286,7 +287,7 @@ class MockAPI:
             data = {"scores": scores, "reasoning": "mock"}
         else:
             data = None
-        text = json.dumps(data) if data else prompt_briefs or (  # names a city and a day, as a user's message would
+        text = json.dumps(data) if data else prompt_briefs or _judgement(prompt) or (  # names a city and a day
             f"A mock answer about {rng.choice(BRIEF_CITIES)} {rng.choice(BRIEF_DAYS)}: "
             + " ".join(rng.choice(["clear", "short", "useful", "plain", "kind"]) for _ in range(8)))
         usage_in, usage_out = len(prompt) // 4, len(text) // 4
@@ -314,6 +315,18 @@ class MockAPI:
         body = ({"type": "error", "error": {"type": kind, "message": message}} if anthropic
                 else {"error": {"message": message, "type": kind, "code": status}, "object": "error"})
         return status, headers, json.dumps(body)
+
+
+def _judgement(prompt: str) -> str | None:
+    """A pairwise judge's reply (prompts/judge.md asks for `better: 1|2|tie`): the answer with more distinct
+    words wins, the same way in both orders; None for any other prompt."""
+    if "`better: tie`" not in prompt:
+        return None
+    found = re.search(r"Answer 1:\n(.*?)\n\nAnswer 2:\n(.*?)\n\n", prompt, flags=re.S)
+    if not found:
+        return "better: tie"
+    one, two = (len(set(a.split())) for a in found.groups())
+    return "better: tie" if one == two else f"better: {1 if one > two else 2}"
 
 
 BRIEF_CITIES = ["Paris", "Oslo", "Lima", "Tokyo", "Cairo", "Denver", "Hanoi", "Toronto", "Rome", "Seoul"]
