@@ -18,7 +18,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_VERBOSITY ?= error
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: batches publish judge scenarios compare help setup constraints demo repro plan test metrics plots corpus clean-state predict
+.PHONY: batches jobs publish judge scenarios compare help setup constraints demo repro plan test metrics plots corpus clean-state predict
 
 help:                ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:[^#]*## /\t/' | expand -t 16
@@ -56,7 +56,8 @@ demo: setup          ## set up, then run the whole pipeline on the shipped demo 
 	@cat reports/evaluation.md
 	@echo "More: reports/chat_evaluation.md (the chat student), reports/calibration.md, reports/validation.md, make metrics, make plots"
 
-batches: setup       ## the vendor batches this project submitted and their state; CANCEL=<id>|open cancels
+jobs: batches        ## the same as `make batches` (hosted fine-tuning jobs are listed there too)
+batches: setup       ## vendor batches and fine-tuning jobs of this project, their state; CANCEL=<id>|open cancels
 	@$(PY) -m distillery.pipeline.batches $(if $(ALL),--all) $(if $(CANCEL),--cancel $(CANCEL)) $(if $(FORGET),--forget $(FORGET))
 
 repro: setup         ## dvc repro: run what changed, then one line per stage

@@ -206,3 +206,18 @@ def test_make_plan_shows_training_tokens_and_cost_before_anything_is_paid(tmp_pa
     assert plan["stage"] == "train_chat" and plan["records"] == 12 and plan["calls"] == 0
     assert plan["input_tokens"] > 0 and plan["cost_usd_max"] == pytest.approx(plan["input_tokens"] * 5.0 / 1e6, abs=1e-4)
     assert "× 2 epoch(s)" in plan["note"] and plan["setup_problems"] == []
+
+
+def test_make_jobs_lists_a_running_job_and_cancels_it_then_the_stage_says_so(tmp_path):
+    with MockFineTuneAPI(job_s=30) as api:
+        setup(tmp_path, api, "together")
+        assert train(tmp_path, {"DISTILLERY_CRASH_AT": "polling"}).returncode == -9
+        cmd = [sys.executable, "-m", "distillery.pipeline.batches", "--params", str(tmp_path / "params.yaml")]
+        listed = subprocess.run(cmd, env=ENV, capture_output=True, text=True, cwd=tmp_path)
+        job_id = next(iter(api.jobs))
+        assert listed.returncode == 0 and job_id in listed.stdout and "train_chat" in listed.stdout, listed.stderr
+        assert any(word in listed.stdout for word in ("running", "queued", "pending")), listed.stdout
+        cancelled = subprocess.run(cmd + ["--cancel", job_id], env=ENV, capture_output=True, text=True, cwd=tmp_path)
+        assert cancelled.returncode == 0, cancelled.stdout + cancelled.stderr
+        out = train(tmp_path)  # the cancelled job: the stage stops with the vendor's state, no new job
+        assert out.returncode == 5 and "cancel" in out.stderr and api.jobs_created == 1, out.stderr

@@ -70,6 +70,7 @@ def hosted_answers(meta: dict, finals: list[dict], tool_prompts: list[dict], max
     from distillery.engine.engine import Engine
     from distillery.engine.requests import CallFailed, CompleteRequest, ToolTurnRequest
     from distillery.params import ModelSpec
+    from distillery.providers.base import SetupError
 
     def request(messages, tools):
         if tools:
@@ -82,8 +83,11 @@ def hosted_answers(meta: dict, finals: list[dict], tool_prompts: list[dict], max
     for system, model in (("student", meta["fine_tuned_model"]), ("base", meta["base_model"])):
         spec = ModelSpec(provider=meta["provider"], model=model, base_url=meta.get("base_url"), temperature=0.0,
                          max_tokens=max_new_tokens)
-        engine = Engine.for_stage(spec, base, "evaluate_chat", max_retries=max_retries, budget_usd=budget_usd)
-        replies = engine.run_all(requests)
+        try:
+            engine = Engine.for_stage(spec, base, "evaluate_chat", max_retries=max_retries, budget_usd=budget_usd)
+            replies = engine.run_all(requests)
+        except SetupError as exc:  # a key missing or refused, a budget over an unpriced model
+            raise SystemExit(f"evaluate_chat: the {system} ({model}): {exc}") from None
         failed = [str(r) for r in replies if isinstance(r, CallFailed)]
         if failed:
             raise SystemExit(f"evaluate_chat: {len(failed)} of {len(requests)} answers of the {system} ({model}) "

@@ -1,5 +1,5 @@
-"""`make batches`: this project's vendor batches (and other remote jobs), what each stage's ledger recorded
-and what the vendor says now; `--cancel` cancels one, or every open one.
+"""`make batches` (`make jobs`): this project's vendor batches and hosted fine-tuning jobs, what each stage's
+ledger recorded and what the vendor says now; `--cancel` cancels one, or every open one.
 
     python -m distillery.pipeline.batches                  # every ledger: open jobs asked at the vendor
     python -m distillery.pipeline.batches --all            # closed ones too (from the ledger only)
@@ -25,11 +25,17 @@ def jobs(state_dir, cache_path=None) -> list[dict]:
     for path in sorted(ledger_dir(state_dir, cache_path).glob("*.jsonl")):
         ledger = Ledger(path, path.stem)
         for job in ledger.entries().values():
-            out.append({**job, "stage": path.stem, "open": "closed" not in job and "abandoned" not in job})
+            done = "closed" in job or "abandoned" in job or job.get("kind") == "file"  # an uploaded file waits for nothing
+            out.append({**job, "stage": path.stem, "open": not done})
     return out
 
 
 def vendor_api(job: dict):
+    """The vendor adapter that knows this job: a batch API, or a fine-tuning API (kind "job")."""
+    if job.get("kind") == "job":
+        from distillery.providers.finetune import finetune_api
+
+        return finetune_api(job["vendor"], job["model"], job.get("base_url"))
     provider = get_provider(job["provider"], job["model"], job.get("base_url"))
     return provider.batch_api()
 
@@ -58,8 +64,10 @@ def main(argv=None) -> int:
             return 1
         for job in chosen:
             vendor_api(job).cancel(job["id"])
-            print(f"cancel requested: {job['stage']} {job['id']} ({job['provider']}/{job['model']}); the next "
-                  f"`dvc repro` collects what it finished and sends the rest again")
+            after = ("the stage's next run stops with the job's cancelled state; the one after starts a new job"
+                     if job.get("kind") == "job" else
+                     "the next `dvc repro` collects what it finished and sends the rest again")
+            print(f"cancel requested: {job['stage']} {job['id']} ({job['provider']}/{job['model']}); {after}")
         return 0
     shown = [j for j in found if j["open"] or args.all]
     if not shown:
@@ -71,10 +79,15 @@ def main(argv=None) -> int:
         if job["open"]:
             try:
                 s = vendor_api(job).status(job["id"]) if job.get("id") else None
-                state = (f"{s.state}: " + ", ".join(f"{v} {k}" for k, v in s.counts.items() if v)) if s else \
+                state = (f"{s.state}: " + ", ".join(f"{k} {v}" if job.get("kind") == "job" else f"{v} {k}"
+                                                     for k, v in s.counts.items() if v)) if s else \
                     "intent only (created? the stage's next run asks the vendor)"
             except Exception as exc:  # noqa: BLE001 - listing must not die on one vendor
                 state = f"unknown ({type(exc).__name__}: {exc})"
+        elif job.get("kind") == "file":
+            state = f"training file, {job.get('bytes', 0)} bytes"
+        elif job.get("kind") == "job":
+            state = f"closed ({state}): {job.get('model') or job.get('error') or ''}"
         else:
             state = f"closed ({state}): {job.get('succeeded', 0)} succeeded, {job.get('errored', 0)} errored, " \
                     f"{job.get('expired', 0)} expired"
