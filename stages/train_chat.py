@@ -94,7 +94,8 @@ def plan(args, params):
     """`--dry-run` (make plan): a hosted job's training tokens × epochs and cost; a local run costs nothing."""
     cfg = params.train_chat
     empty = {"records": 0, "journal_hits": 0, "cache_hits": 0, "calls": 0, "input_tokens": 0, "output_tokens_max": 0,
-             "cost_usd_max": 0.0, "priced": True, "provider": f"local/{cfg.student}"}
+             "cost_usd_max": 0.0, "priced": True,
+             "provider": f"local/{cfg.student}" if cfg.backend == "local" else f"{cfg.backend}/{cfg.hosted.model}"}
     if not cfg.enabled or cfg.backend == "local" or not fresh(args.splits / "train.jsonl"):
         note = ("local training: no LLM calls, no cost" if cfg.enabled and cfg.backend == "local" else
                 "train_chat.enabled is false" if not cfg.enabled else "planned once split has run")
