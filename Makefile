@@ -18,7 +18,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_VERBOSITY ?= error
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: batches jobs publish judge scenarios compare help setup constraints demo repro plan test metrics plots corpus clean-state predict
+.PHONY: batches jobs test-quick publish judge scenarios compare help setup constraints demo repro plan test metrics plots corpus clean-state predict
 
 help:                ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:[^#]*## /\t/' | expand -t 16
@@ -70,8 +70,11 @@ plan: setup          ## what the next `dvc repro` would spend on LLM calls (call
 scenarios: setup     ## generate's plan only: data/generated/plan.json (scenarios + coverage), calling nothing
 	$(PY) -c "import shlex, subprocess, sys, yaml; cmd = yaml.safe_load(open('dvc.yaml'))['stages']['generate']['cmd']; sys.exit(subprocess.call(shlex.split(cmd) + ['--plan-only']))"
 
-test: setup          ## set up, then run the test suite
+test: setup          ## set up, then run the test suite (what CI runs)
 	$(PY) -m pytest -q
+
+test-quick: setup    ## the tests without those marked slow (real local models, kill -9 matrices)
+	$(PY) -m pytest -q -m "not slow"
 
 predict: setup       ## score a JSONL file with the trained student: make predict IN=new.jsonl OUT=scored.jsonl
 	$(PY) -m distillery predict --input $(IN) --output $(OUT)

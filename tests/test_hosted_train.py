@@ -183,6 +183,7 @@ def test_a_server_restart_between_create_and_poll_is_ridden_out(tmp_path):
         assert (api.ft_uploads, api.jobs_created) == (1, 1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("vendor,point", [(v, p) for v in ("openai", "together")
                                           for p in ("file:created", "job:created", "polling")])
 def test_kill_9_after_upload_after_create_or_while_polling_then_one_upload_and_one_job(tmp_path, vendor, point):
