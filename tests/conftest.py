@@ -85,3 +85,22 @@ def kill_after_journal_lines(cmd: list[str], env: dict, journal: Path, lines: in
         time.sleep(poll_s)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+
+
+def restart_when(api, ready, down_s: float = 0.5):
+    """A thread that stops the loopback vendor `api` as soon as `ready()` holds, then starts it again on the
+    same port after `down_s` (its state kept): a vendor restarting between submit and collect. join() it."""
+    import threading
+    import time
+
+    def bounce():
+        deadline = time.time() + 30
+        while not ready() and time.time() < deadline:
+            time.sleep(0.01)
+        api.stop()
+        time.sleep(down_s)
+        api.start()
+
+    t = threading.Thread(target=bounce)
+    t.start()
+    return t

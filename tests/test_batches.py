@@ -12,7 +12,7 @@ import pytest
 
 from distillery.records import load_records, write_records
 from distillery.testing.mock_batches import MockBatchAPI
-from tests.conftest import FILTER, ROOT, conversation, params_file
+from tests.conftest import FILTER, ROOT, conversation, params_file, restart_when
 
 KEYS = {"ANTHROPIC_API_KEY": "sk-ant-batch-SECRET1", "OPENAI_API_KEY": "sk-batch-SECRET2",
         "TOGETHER_API_KEY": "together-batch-SECRET3", "MISTRAL_API_KEY": "mistral-batch-SECRET4"}
@@ -142,22 +142,9 @@ def test_the_budget_caps_what_is_submitted(tmp_path):
 
 
 def test_a_server_restart_between_submit_and_collect_is_ridden_out(tmp_path):
-    import threading
-    import time
-
     with MockBatchAPI(turnaround_s=1.0) as api:
         setup(tmp_path, api, "openai", records(5))
-
-        def bounce():
-            deadline = time.time() + 30
-            while api.batches_created == 0 and time.time() < deadline:
-                time.sleep(0.02)
-            api.stop()
-            time.sleep(0.5)
-            api.start()
-
-        t = threading.Thread(target=bounce)
-        t.start()
+        t = restart_when(api, lambda: api.batches_created > 0)
         out = label(tmp_path)
         t.join()
         assert out.returncode == 0, out.stderr

@@ -6,15 +6,13 @@ import json
 import os
 import subprocess
 import sys
-import threading
-import time
 
 import pytest
 
 from distillery.records import write_records
 from distillery.testing.mock_finetune import MockFineTuneAPI
 from distillery.training.hosted import check_examples
-from tests.conftest import ROOT, conversation, params_file
+from tests.conftest import ROOT, conversation, params_file, restart_when
 
 KEYS = {"OPENAI_API_KEY": "sk-ft-SECRET1", "TOGETHER_API_KEY": "together-ft-SECRET2"}
 ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src"), **KEYS}
@@ -166,17 +164,7 @@ def test_a_cut_upload_stops_and_the_rerun_uploads_once(tmp_path):
 def test_a_server_restart_between_create_and_poll_is_ridden_out(tmp_path):
     with MockFineTuneAPI(job_s=1.0) as api:
         setup(tmp_path, api, "together")
-
-        def bounce():
-            deadline = time.time() + 30
-            while api.jobs_created == 0 and time.time() < deadline:
-                time.sleep(0.01)
-            api.stop()
-            time.sleep(0.4)
-            api.start()
-
-        t = threading.Thread(target=bounce)
-        t.start()
+        t = restart_when(api, lambda: api.jobs_created > 0, down_s=0.4)
         out = train(tmp_path)
         t.join()
         assert out.returncode == 0, out.stderr
