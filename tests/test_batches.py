@@ -223,3 +223,16 @@ def test_a_rejected_key_stops_at_the_first_batch_and_the_next_run_submits_once(t
         out = label(tmp_path, {var: "the-right-key"})
         assert out.returncode == 0, out.stderr
         assert api.batches_created == 1 and set(api.submitted.values()) == {1}
+
+
+def test_a_ledger_line_torn_by_a_kill_does_not_swallow_the_next_event(tmp_path):
+    from distillery.engine.remote import Ledger
+
+    ledger = Ledger(tmp_path / "label.jsonl", "label")
+    ledger.write("intent", "a", n=1)
+    with ledger.path.open("a") as fh:
+        fh.write('{"event": "submitted", "tag": "a", "i')  # the process died mid-write
+    ledger.write("intent", "b", n=2)
+    ledger.write("submitted", "b", id="batch_b")
+    assert ledger.entries()["b"]["id"] == "batch_b" and "id" not in ledger.entries()["a"]
+    assert [j["tag"] for j in ledger.open()] == ["a", "b"]

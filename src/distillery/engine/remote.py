@@ -45,7 +45,11 @@ class Ledger:
 
     def write(self, event: str, tag: str, **fields) -> None:
         entry = {"event": event, "tag": tag, "at": time.time(), **fields}
-        torn = self.path.exists() and self.path.stat().st_size and not self.path.read_bytes().endswith(b"\n")
+        torn = False
+        if self.path.exists() and self.path.stat().st_size:
+            with self.path.open("rb") as fh:
+                fh.seek(-1, os.SEEK_END)
+                torn = fh.read(1) != b"\n"
         with self.path.open("a", encoding="utf-8") as fh:
             fh.write(("\n" if torn else "") + json.dumps(entry) + "\n")  # a line torn by a kill stays alone
             fh.flush()
