@@ -26,9 +26,10 @@ class NearDuplicates:
 
 
 def find_near_duplicates(texts: list[str], *, shingle: int = 3, num_perm: int = 64, threshold: float = 0.8,
-                         seed: int = 1) -> NearDuplicates:
+                         seed: int | None = 1) -> NearDuplicates:
     from datasketch import MinHash, MinHashLSH
 
+    seed = 1 if seed is None else seed  # None (a params seed not derived yet) must not mean "random permutations"
     sets = [shingles(t, shingle) for t in texts]
     hashes = MinHash.bulk([[s.encode() for s in sh] for sh in sets], num_perm=num_perm, seed=seed)
     lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
