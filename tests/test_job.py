@@ -93,3 +93,14 @@ def test_failures_are_not_journaled_so_the_next_run_tries_them_again(make_engine
     picky.max_attempts = 1
     JobRunner(picky, make_engine(), journal, progress=False).run([{"id": "a", "text": "x"}])
     assert journal.load() == {}
+
+
+def test_a_journal_line_torn_by_a_kill_does_not_swallow_the_next_result(tmp_path):
+    from distillery.engine.journal import Journal
+
+    journal = Journal(tmp_path / "label.jsonl")
+    journal.append("a", {"v": 1})
+    with journal.path.open("a") as fh:
+        fh.write('{"key": "b", "val')  # the process died mid-write
+    journal.append_many([("c", {"v": 3})])
+    assert journal.load() == {"a": {"v": 1}, "c": {"v": 3}}

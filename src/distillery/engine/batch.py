@@ -174,7 +174,8 @@ class BatchRunner:
                 found.update((k, r) for k, r in self._collect(tag, batch_id, status, {}, ()).items()
                              if not isinstance(r, ItemError))
 
-            self._wait(open_, ended, sum(self.ledger.entries()[t].get("n", 0) for t in open_),
+            entries = self.ledger.entries()
+            self._wait(open_, ended, sum(entries[t].get("n", 0) for t in open_),
                        lambda tag, batch_id, why: self.ledger.write("abandoned", tag, why=why))
         return found
 

@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from distillery.engine.cache import shared_cache_path
+from distillery.engine.journal import append_lines, read_lines
 from distillery.providers.base import STOP_STATUS, StageStop, classify
 
 
@@ -44,34 +45,18 @@ class Ledger:
         return cls(ledger_dir(state_dir, cache_path) / f"{stage}.jsonl", stage)
 
     def write(self, event: str, tag: str, **fields) -> None:
-        entry = {"event": event, "tag": tag, "at": time.time(), **fields}
-        torn = False
-        if self.path.exists() and self.path.stat().st_size:
-            with self.path.open("rb") as fh:
-                fh.seek(-1, os.SEEK_END)
-                torn = fh.read(1) != b"\n"
-        with self.path.open("a", encoding="utf-8") as fh:
-            fh.write(("\n" if torn else "") + json.dumps(entry) + "\n")  # a line torn by a kill stays alone
-            fh.flush()
-            os.fsync(fh.fileno())
+        append_lines(self.path, [json.dumps({"event": event, "tag": tag, "at": time.time(), **fields})])
 
     def entries(self) -> dict[str, dict]:
         """tag -> the job as its events left it: intent fields, `id` once submitted, `closed` once done."""
         jobs: dict[str, dict] = {}
-        if not self.path.exists():
-            return jobs
-        with self.path.open(encoding="utf-8") as fh:
-            for line in fh:
-                try:
-                    e = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if e["event"] == "intent":  # a new intent for a tag replaces an abandoned one
-                    jobs[e["tag"]] = dict(e)
-                elif e["tag"] in jobs:
-                    job = jobs[e["tag"]]
-                    job.update({k: v for k, v in e.items() if k not in ("event", "at")})
-                    job[e["event"]] = e["at"]
+        for e in read_lines(self.path):
+            if e["event"] == "intent":  # a new intent for a tag replaces an abandoned one
+                jobs[e["tag"]] = dict(e)
+            elif e["tag"] in jobs:
+                job = jobs[e["tag"]]
+                job.update({k: v for k, v in e.items() if k not in ("event", "at")})
+                job[e["event"]] = e["at"]
         return jobs
 
     @contextmanager
@@ -100,11 +85,8 @@ def submit_once(ledger: Ledger, tag: str, create, find, **intent) -> str:
     crash), or created now, with the intent written first and the id right after."""
     job = ledger.entries().get(tag)
     if job and "closed" not in job and "abandoned" not in job:
-        if job.get("id"):
-            return job["id"]
-        found = find(job)
+        found = adopt_or_abandon(ledger, job, find)  # abandoned: the new intent below takes its place
         if found:
-            ledger.write("submitted", tag, id=found, adopted=True)
             return found
     ledger.write("intent", tag, stage=ledger.stage, **intent)
     point = "" if intent.get("kind", "batch") == "batch" else f"{intent['kind']}:"  # file:created, job:created, …
